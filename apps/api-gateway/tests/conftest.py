@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pika
+import pytest
+from flask.testing import FlaskClient
+
+from api_gateway import create_app
+from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
+from moviestream_common.web import serve_in_background
+
+
+@pytest.fixture
+def inventory_url(database: str) -> Iterator[str]:
+    """The real inventory API, served over HTTP on a free port against a fresh database."""
+    from inventory_app import create_app as create_inventory
+
+    server = serve_in_background(create_inventory(), 0, host="127.0.0.1")
+    yield f"http://127.0.0.1:{server.port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def gateway_for(billing_queue: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., FlaskClient]:
+    def build(inventory: str, **env: str) -> FlaskClient:
+        monkeypatch.setenv("INVENTORY_URL", inventory)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return create_app().test_client()
+
+    return build
+
+
+@pytest.fixture
+def gateway(gateway_for: Callable[..., FlaskClient], inventory_url: str) -> FlaskClient:
+    return gateway_for(inventory_url)
+
+
+class Recorder:
+    """An HTTP/1.1 keep-alive upstream that records what reached it and answers 207 with a JSON body."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _record(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                recorder.requests.append(
+                    {
+                        "method": self.command,
+                        "uri": self.path,
+                        "body": self.rfile.read(length),
+                        "headers": dict(self.headers),
+                        "client_port": self.client_address[1],
+                    }
+                )
+                body = b'{"ok": true}'
+                self.send_response(207)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _record
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    upstream = Recorder()
+    yield upstream
+    upstream.server.shutdown()
+
+
+@pytest.fixture
+def silent_upstream() -> Iterator[str]:
+    """A server that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    listener.close()
+    for sock in accepted:
+        sock.close()
+
+
+@pytest.fixture
+def queue_reader(billing_queue: str) -> Iterator[Callable[[], list[tuple[pika.BasicProperties, bytes]]]]:
+    connection = pika.BlockingConnection(RabbitSettings.from_env().parameters())
+    channel = connection.channel()
+    BillingQueue(billing_queue).declare(channel)
+
+    def read_all() -> list[tuple[pika.BasicProperties, bytes]]:
+        messages = []
+        while True:
+            method, properties, body = channel.basic_get(billing_queue, auto_ack=True)
+            if method is None:
+                return messages
+            messages.append((properties, body))
+
+    yield read_all
+    connection.close()

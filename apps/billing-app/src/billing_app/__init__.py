@@ -1,0 +1,1 @@
+"""Billing consumer: RabbitMQ's billing_queue into PostgreSQL's orders table."""

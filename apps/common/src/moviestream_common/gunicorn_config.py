@@ -1,0 +1,28 @@
+"""gunicorn settings for the HTTP services: `gunicorn -c python:moviestream_common.gunicorn_config APP`.
+
+Worker count comes from WEB_CONCURRENCY (gunicorn reads it itself) and
+threads from GUNICORN_THREADS; access lines are written by the
+application as JSON, so gunicorn's own access log stays off.
+"""
+
+from moviestream_common.config import env_int
+
+bind = f"0.0.0.0:{env_int('PORT', 8080, minimum=1, maximum=65535)}"
+worker_class = "gthread"
+threads = env_int("GUNICORN_THREADS", 8, minimum=1, maximum=256)
+keepalive = 75
+timeout = 30
+graceful_timeout = 20
+accesslog = None
+errorlog = "-"
+# Only the application's JSON lines reach stdout; gunicorn's own lines
+# (start, stop, worker restarts) go through the same JSON handler.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": "INFO", "handlers": []},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+    },
+}

@@ -1,0 +1,1 @@
+"""The code behind tasks.py: local stack, checks, sealing and builds."""

@@ -1,0 +1,90 @@
+"""Building and pushing the three service images with the Docker SDK, tagged with the short git SHA."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, BuildError, DockerException
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("inventory-app", "billing-app", "api-gateway")
+
+
+class ImageError(RuntimeError):
+    pass
+
+
+def git_tag(root: Path = ROOT) -> str:
+    """The short SHA of HEAD; `-dirty` when the work tree has changes, so no tag names two builds."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return f"{sha}-dirty" if dirty else sha
+
+
+def repository(user: str, service: str) -> str:
+    if not user:
+        raise ImageError("no Docker Hub user: pass --user or set DOCKERHUB_USERNAME")
+    return f"{user}/{service}"
+
+
+def client() -> docker.DockerClient:
+    try:
+        engine = docker.from_env()
+        engine.ping()
+    except DockerException as exc:
+        raise ImageError(
+            f"no Docker engine answers ({exc}); start Docker, or set DOCKER_HOST to one that runs"
+        ) from None
+    return engine
+
+
+def build(services: Iterable[str], user: str, tag: str, log: Callable[[str], None] = print) -> list[str]:
+    engine = client()
+    built = []
+    for service in services:
+        name = f"{repository(user, service)}:{tag}"
+        log(f"building {name}")
+        try:
+            engine.images.build(
+                path=str(ROOT), dockerfile=f"Dockerfiles/{service}.Dockerfile", tag=name, rm=True, pull=True
+            )
+        except (BuildError, APIError) as exc:
+            raise ImageError(f"building {name} failed: {exc}") from None
+        built.append(name)
+    return built
+
+
+def push(services: Iterable[str], user: str, tag: str, log: Callable[[str], None] = print) -> list[str]:
+    engine = client()
+    pushed = []
+    for service in services:
+        name = repository(user, service)
+        log(f"pushing {name}:{tag}")
+        for line in engine.images.push(name, tag=tag, stream=True, decode=True):
+            if "error" in line:
+                raise ImageError(f"pushing {name}:{tag} failed: {line['error']} (docker login first?)")
+        pushed.append(f"{name}:{tag}")
+    return pushed
+
+
+def check_services(services: Iterable[str]) -> list[str]:
+    chosen = list(services) or list(SERVICES)
+    unknown = [service for service in chosen if service not in SERVICES]
+    if unknown:
+        raise ImageError(f"unknown service(s) {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+    return chosen

@@ -1,0 +1,284 @@
+"""The project's rules for what may be deployed, checked over rendered manifests.
+
+Each rule takes the rendered objects of one target (an overlay) and returns
+one message per violation, naming the object.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devtools.manifests import Rendered
+
+# component -> (kind, container port); the HPA column is HPA_BOUNDS
+COMPONENTS = {
+    "inventory-db": ("StatefulSet", 5432),
+    "billing-db": ("StatefulSet", 5432),
+    "rabbitmq": ("StatefulSet", 5672),
+    "inventory-app": ("Deployment", 8080),
+    "billing-app": ("StatefulSet", 8080),
+    "api-gateway": ("Deployment", 3000),
+}
+HPA_BOUNDS = {"inventory-app": (1, 3, 60), "api-gateway": (1, 3, 60)}
+# Images whose entrypoint writes to its own filesystem (see the manifest's comment).
+WRITABLE_ROOT = {"rabbitmq"}
+CREDENTIAL_NAME = re.compile(r"PASS(WORD)?|SECRET|TOKEN|PRIVATE|API_?KEY|CREDENTIAL|(^|_)USER(NAME)?$", re.IGNORECASE)
+IMMUTABLE_TAG = re.compile(r"^(v?\d+(\.\d+){1,2}([-.][0-9A-Za-z.]+)?|sha-[0-9a-f]{7,40}|[0-9a-f]{7,40})$")
+PINNED_REF = re.compile(r"(\?ref=|/download/|/)v?\d+\.\d+\.\d+(/|$|[?&])")
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+
+Rule = Callable[[list[Rendered]], list[str]]
+
+
+def _pod_spec(item: Rendered) -> dict[str, Any]:
+    spec = item.obj.get("spec") or {}
+    if item.kind == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    return ((spec.get("template") or {}).get("spec")) or {}
+
+
+def _containers(item: Rendered) -> Iterator[dict[str, Any]]:
+    pod = _pod_spec(item)
+    yield from pod.get("initContainers") or []
+    yield from pod.get("containers") or []
+
+
+def _workloads(objects: Iterable[Rendered]) -> Iterator[Rendered]:
+    return (item for item in objects if item.kind in WORKLOADS)
+
+
+def components_match_the_table(objects: list[Rendered]) -> list[str]:
+    problems = []
+    workloads = {item.name: item for item in _workloads(objects)}
+    for name, (kind, port) in COMPONENTS.items():
+        item = workloads.get(name)
+        if item is None:
+            problems.append(f"{name}: missing (expected a {kind})")
+            continue
+        if item.kind != kind:
+            problems.append(f"{item}: must be a {kind}")
+        ports = {p.get("containerPort") for c in _containers(item) for p in c.get("ports") or []}
+        if port not in ports:
+            problems.append(f"{item}: must expose container port {port} (has {sorted(ports)})")
+    return problems
+
+
+def autoscalers_have_their_bounds(objects: list[Rendered]) -> list[str]:
+    problems = []
+    hpas = {item.name: item for item in objects if item.kind == "HorizontalPodAutoscaler"}
+    for name, (minimum, maximum, cpu) in HPA_BOUNDS.items():
+        item = hpas.get(name)
+        if item is None:
+            problems.append(f"HorizontalPodAutoscaler/{name}: missing")
+            continue
+        spec = item.obj.get("spec") or {}
+        target = spec.get("scaleTargetRef") or {}
+        if (target.get("kind"), target.get("name")) != ("Deployment", name):
+            problems.append(f"{item}: must scale Deployment/{name}, scales {target.get('kind')}/{target.get('name')}")
+        if spec.get("minReplicas") != minimum or spec.get("maxReplicas") != maximum:
+            problems.append(
+                f"{item}: replicas must be {minimum} to {maximum}, "
+                f"are {spec.get('minReplicas')} to {spec.get('maxReplicas')}"
+            )
+        utilisation = [
+            m["resource"]["target"].get("averageUtilization")
+            for m in spec.get("metrics") or []
+            if m.get("type") == "Resource" and m.get("resource", {}).get("name") == "cpu"
+        ]
+        if utilisation != [cpu]:
+            problems.append(f"{item}: must target {cpu}% CPU, targets {utilisation or 'no CPU'}")
+    return problems
+
+
+def autoscaled_deployments_leave_replicas_alone(objects: list[Rendered]) -> list[str]:
+    scaled = {
+        (item.obj["spec"]["scaleTargetRef"].get("kind"), item.obj["spec"]["scaleTargetRef"].get("name"))
+        for item in objects
+        if item.kind == "HorizontalPodAutoscaler"
+    }
+    return [
+        f"{item}: sets spec.replicas, but a HorizontalPodAutoscaler owns it"
+        for item in _workloads(objects)
+        if (item.kind, item.name) in scaled and "replicas" in (item.obj.get("spec") or {})
+    ]
+
+
+def no_plaintext_secrets(objects: list[Rendered]) -> list[str]:
+    return [
+        f"{item}: a Secret with data in git; seal it (invoke seal-secrets)"
+        for item in objects
+        if item.kind == "Secret" and (item.obj.get("data") or item.obj.get("stringData"))
+    ]
+
+
+def no_credential_literals(objects: list[Rendered]) -> list[str]:
+    problems = []
+    for item in _workloads(objects):
+        for container in _containers(item):
+            for env in container.get("env") or []:
+                if "value" in env and CREDENTIAL_NAME.search(env.get("name", "")):
+                    problems.append(
+                        f"{item}: container {container.get('name')} sets {env['name']} as a literal; "
+                        "read it from a Secret (valueFrom.secretKeyRef)"
+                    )
+    for item in objects:
+        if item.kind == "ConfigMap":
+            for key in item.obj.get("data") or {}:
+                if CREDENTIAL_NAME.search(key):
+                    problems.append(f"{item}: holds {key}; credentials belong in a SealedSecret")
+    return problems
+
+
+def images_are_immutable(objects: list[Rendered]) -> list[str]:
+    problems = []
+    for item in _workloads(objects):
+        for container in _containers(item):
+            image = container.get("image", "")
+            if "@sha256:" in image:
+                continue
+            tag = image.rpartition(":")[2] if ":" in image.split("/")[-1] else ""
+            if not IMMUTABLE_TAG.match(tag):
+                problems.append(
+                    f"{item}: image {image!r} needs an immutable tag (a version or a git SHA, never latest)"
+                )
+    return problems
+
+
+def containers_are_hardened_and_sized(objects: list[Rendered]) -> list[str]:
+    problems = []
+    for item in _workloads(objects):
+        pod = _pod_spec(item)
+        pod_security = pod.get("securityContext") or {}
+        for container in _containers(item):
+            where = f"{item}: container {container.get('name')}"
+            security = container.get("securityContext") or {}
+            resources = container.get("resources") or {}
+            for bound in ("requests", "limits"):
+                for resource in ("cpu", "memory"):
+                    if resource not in (resources.get(bound) or {}):
+                        problems.append(f"{where} has no {resource} {bound[:-1]}")
+            for probe in ("readinessProbe", "livenessProbe"):
+                if probe not in container:
+                    problems.append(f"{where} has no {probe}")
+            if not (security.get("runAsNonRoot") or pod_security.get("runAsNonRoot")):
+                problems.append(f"{where} may run as root (set runAsNonRoot)")
+            if security.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{where} must set allowPrivilegeEscalation: false")
+            if "ALL" not in ((security.get("capabilities") or {}).get("drop") or []):
+                problems.append(f"{where} must drop ALL capabilities")
+            seccomp = (security.get("seccompProfile") or pod_security.get("seccompProfile") or {}).get("type")
+            if seccomp != "RuntimeDefault":
+                problems.append(f"{where} must use the RuntimeDefault seccomp profile")
+            if security.get("readOnlyRootFilesystem") is not True and item.name not in WRITABLE_ROOT:
+                problems.append(f"{where} must have a read-only root filesystem")
+    return problems
+
+
+def secret_references_resolve(objects: list[Rendered]) -> list[str]:
+    """Every secretKeyRef names a SealedSecret of the same target that holds that key."""
+    sealed = {}
+    for item in objects:
+        if item.kind == "SealedSecret":
+            template = (item.obj.get("spec") or {}).get("template") or {}
+            meta = template.get("metadata") or {}
+            if (meta.get("name"), meta.get("namespace")) != (item.name, item.obj["metadata"].get("namespace")):
+                return [f"{item}: its template must produce a Secret of the same name and namespace"]
+            sealed[item.name] = set((item.obj.get("spec") or {}).get("encryptedData") or {})
+    if not sealed:
+        return []
+    problems = []
+    for item in _workloads(objects):
+        for container in _containers(item):
+            for env in container.get("env") or []:
+                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+                if ref and ref.get("key") not in sealed.get(ref.get("name"), set()):
+                    problems.append(
+                        f"{item}: {env['name']} reads {ref.get('name')}/{ref.get('key')}, which no SealedSecret holds"
+                    )
+    return problems
+
+
+PLACEHOLDERS = {"REPO_URL", "REPO_REVISION"}
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def placeholders_are_filled(objects: list[Rendered]) -> list[str]:
+    """clusters/vagrant/repository fills REPO_URL and REPO_REVISION; none may reach a cluster unfilled."""
+    return [
+        f"{item}: {value} is not filled in (include the clusters/vagrant/repository component)"
+        for item in objects
+        for value in sorted(set(_strings(item.obj)) & PLACEHOLDERS)
+    ]
+
+
+TARGET_RULES: list[Rule] = [
+    components_match_the_table,
+    autoscalers_have_their_bounds,
+    autoscaled_deployments_leave_replicas_alone,
+    no_plaintext_secrets,
+    no_credential_literals,
+    images_are_immutable,
+    containers_are_hardened_and_sized,
+    secret_references_resolve,
+]
+# Rules that hold for everything rendered, targets or not (clusters/ included).
+UNIVERSAL_RULES: list[Rule] = [
+    no_plaintext_secrets,
+    no_credential_literals,
+    images_are_immutable,
+    placeholders_are_filled,
+]
+
+
+def secrets_in_files(paths: Iterable[Path], root: Path) -> list[str]:
+    """No YAML file in git, rendered or not, holds a Secret with data."""
+    problems = []
+    for path in paths:
+        try:
+            documents = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError:
+            continue  # yamllint reports it
+        for document in documents:
+            is_secret = isinstance(document, dict) and document.get("kind") == "Secret"
+            if is_secret and (document.get("data") or document.get("stringData")):
+                name = (document.get("metadata") or {}).get("name")
+                problems.append(f"{path.relative_to(root)}: Secret/{name} holds data; seal it (invoke seal-secrets)")
+    return problems
+
+
+def remote_references_are_pinned(references: dict[str, list[str]]) -> list[str]:
+    """Every remote base names an exact version (a vX.Y.Z tag or release)."""
+    return [
+        f"{source}: remote resource {url} is not pinned to an exact version"
+        for source, urls in references.items()
+        for url in urls
+        if not PINNED_REF.search(url)
+    ]
+
+
+def charts_are_pinned(objects: list[Rendered]) -> list[str]:
+    """Argo CD Applications that install a Helm chart name its exact version."""
+    problems = []
+    for item in objects:
+        if item.kind != "Application":
+            continue
+        spec = item.obj.get("spec") or {}
+        for source in [spec["source"]] if "source" in spec else spec.get("sources") or []:
+            if "chart" in source and not re.fullmatch(r"v?\d+\.\d+\.\d+", str(source.get("targetRevision", ""))):
+                problems.append(f"{item}: chart {source['chart']} must be pinned to an exact version")
+    return problems

@@ -1,0 +1,218 @@
+"""The three services as local background processes against the local PostgreSQL and RabbitMQ.
+
+State lives in one folder (`.stack/` by default): `stack.json` with the
+ports and names chosen at `up`, and a `.pid` and `.log` per service, so
+`start`, `stop` and `status` in a later command find the same stack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from devtools.local_services import apply_defaults
+from devtools.waiting import Timeout, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("inventory-app", "billing-app", "api-gateway")  # start order: the gateway needs the inventory
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:moviestream_common.gunicorn_config"]
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class StackConfig:
+    state_dir: Path = ROOT / ".stack"
+    gateway_port: int = 3000
+    inventory_port: int = 8080
+    billing_port: int = 8081
+    inventory_database: str = "movies_db"
+    billing_database: str = "billing_db"
+    queue: str = "billing_queue"
+    extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def port(self, service: str) -> int:
+        return {"api-gateway": self.gateway_port, "inventory-app": self.inventory_port}.get(service, self.billing_port)
+
+    def save(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        data = asdict(self) | {"state_dir": str(self.state_dir)}
+        (self.state_dir / "stack.json").write_text(json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, state_dir: Path = ROOT / ".stack") -> StackConfig:
+        path = state_dir / "stack.json"
+        if not path.exists():
+            return cls(state_dir=state_dir)
+        data = json.loads(path.read_text())
+        return cls(**(data | {"state_dir": Path(data["state_dir"])}))
+
+
+class Stack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+
+    # -- what each service runs with --------------------------------------
+
+    def command(self, service: str) -> list[str]:
+        if service == "billing-app":
+            return [sys.executable, "-m", "billing_app"]
+        module = service.replace("-", "_")
+        return [*GUNICORN, f"{module}:create_app()"]
+
+    def environment(self, service: str) -> dict[str, str]:
+        env = dict(os.environ)
+        apply_defaults(env)
+        config = self.config
+        env |= {"PORT": str(config.port(service)), "BILLING_QUEUE": config.queue, "PYTHONUNBUFFERED": "1"}
+        if service == "inventory-app":
+            env["PGDATABASE"] = config.inventory_database
+        elif service == "billing-app":
+            env["PGDATABASE"] = config.billing_database
+        else:
+            env["INVENTORY_URL"] = f"http://127.0.0.1:{config.inventory_port}"
+        return env | config.extra_env.get(service, {})
+
+    # -- files ----------------------------------------------------------------
+
+    def pid_file(self, service: str) -> Path:
+        return self.config.state_dir / f"{service}.pid"
+
+    def log_file(self, service: str) -> Path:
+        return self.config.state_dir / f"{service}.log"
+
+    def pid(self, service: str) -> int | None:
+        """The service's pid if it is running."""
+        try:
+            pid = int(self.pid_file(service).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                return None  # it was our child and has exited
+        return pid
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def ensure_databases(self) -> None:
+        env = self.environment("inventory-app")
+        params = {"host": env["PGHOST"], "port": env["PGPORT"], "user": env["PGUSER"], "dbname": "postgres"}
+        if env.get("PGPASSWORD"):
+            params["password"] = env["PGPASSWORD"]
+        with psycopg.connect(**params, autocommit=True, connect_timeout=5) as conn:
+            for name in (self.config.inventory_database, self.config.billing_database):
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+                if not exists:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def up(self, timeout: float = 60) -> None:
+        self.config.save()
+        self.ensure_databases()
+        for service in SERVICES:
+            self.start(service, timeout=timeout)
+
+    def down(self) -> None:
+        for service in reversed(SERVICES):
+            self.stop(service)
+
+    def start(self, service: str, timeout: float = 60) -> int:
+        self._check(service)
+        pid = self.pid(service)
+        if pid is None:
+            self.config.state_dir.mkdir(parents=True, exist_ok=True)
+            log = self.log_file(service).open("ab")
+            process = subprocess.Popen(
+                self.command(service),
+                env=self.environment(service),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                start_new_session=True,
+            )
+            log.close()
+            pid = process.pid
+            self.pid_file(service).write_text(f"{pid}\n")
+        try:
+            wait_for(lambda: self.ready(service) or self.pid(service) is None, timeout=timeout, what=f"{service}")
+        except Timeout:
+            raise StackError(f"{service} did not become ready in {timeout:g} s\n{self.log_tail(service)}") from None
+        if self.pid(service) is None:
+            raise StackError(f"{service} exited during start-up\n{self.log_tail(service)}")
+        return pid
+
+    def stop(self, service: str, timeout: float = 30) -> None:
+        """SIGTERM, and SIGKILL if it has not exited after `timeout` seconds."""
+        self._check(service)
+        pid = self.pid(service)
+        if pid is not None:
+            self._signal(pid, signal.SIGTERM)
+            try:
+                wait_for(lambda: self.pid(service) is None, timeout=timeout, what=f"{service} to stop")
+            except Timeout:
+                self._signal(pid, signal.SIGKILL)
+                wait_for(lambda: self.pid(service) is None, timeout=10, what=f"{service} to die")
+        self.pid_file(service).unlink(missing_ok=True)
+
+    def kill(self, service: str) -> None:
+        """SIGKILL: the service gets no chance to finish anything."""
+        self._check(service)
+        pid = self.pid(service)
+        if pid is not None:
+            self._signal(pid, signal.SIGKILL)
+            wait_for(lambda: self.pid(service) is None, timeout=10, what=f"{service} to die")
+        self.pid_file(service).unlink(missing_ok=True)
+
+    def ready(self, service: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.config.port(service)}/readyz", timeout=2) as answer:
+                return answer.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def status(self) -> list[dict[str, object]]:
+        rows = []
+        for service in SERVICES:
+            pid = self.pid(service)
+            state = "stopped" if pid is None else ("ready" if self.ready(service) else "not ready")
+            rows.append({"service": service, "state": state, "pid": pid, "port": self.config.port(service)})
+        return rows
+
+    def log_tail(self, service: str, lines: int = 20) -> str:
+        path = self.log_file(service)
+        if not path.exists():
+            return f"(no log at {path})"
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+        return f"last lines of {path}:\n" + "\n".join(tail)
+
+    @staticmethod
+    def _check(service: str) -> None:
+        if service not in SERVICES:
+            raise StackError(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+
+    @staticmethod
+    def _signal(pid: int, signum: signal.Signals) -> None:
+        """SIGTERM goes to the service's main process, which stops its workers gracefully;
+        SIGKILL goes to its whole process group, which it leads, so no worker survives."""
+        with contextlib.suppress(ProcessLookupError):
+            if signum == signal.SIGKILL:
+                os.killpg(pid, signum)
+            else:
+                os.kill(pid, signum)

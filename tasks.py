@@ -1,0 +1,158 @@
+"""Developer tasks: `invoke --list` shows them all, `invoke --help TASK` explains one."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from invoke import Collection, Context, Exit, task
+
+from devtools import images, preflight, sealed_secrets, sealing
+from devtools import lint as manifest_lint
+from devtools import stack as local_stack
+
+
+def _stack(state_dir: str | None = None) -> local_stack.Stack:
+    config = local_stack.StackConfig.load(*([local_stack.Path(state_dir)] if state_dir else []))
+    return local_stack.Stack(config)
+
+
+def _run_stack_action(action, *args) -> None:
+    try:
+        action(*args)
+    except local_stack.StackError as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+
+
+@task(
+    help={
+        "gateway_port": "api-gateway port (default 3000)",
+        "inventory_port": "inventory-app port (default 8080)",
+        "billing_port": "billing-app health port (default 8081)",
+    }
+)
+def up(c: Context, gateway_port: int = 3000, inventory_port: int = 8080, billing_port: int = 8081) -> None:
+    """Start the three services in the background against the local PostgreSQL and RabbitMQ."""
+    found = preflight.problems()
+    if found:
+        raise Exit("error: " + "\n".join(found), code=1)
+    config = local_stack.StackConfig(
+        gateway_port=gateway_port, inventory_port=inventory_port, billing_port=billing_port
+    )
+    stack = local_stack.Stack(config)
+    _run_stack_action(stack.up)
+    status(c)
+    print(f"gateway: http://127.0.0.1:{gateway_port}  (API docs: http://127.0.0.1:{gateway_port}/docs)")
+
+
+@task
+def down(c: Context) -> None:
+    """Stop every service of the local stack."""
+    _run_stack_action(_stack().down)
+    status(c)
+
+
+@task(help={"service": "inventory-app, billing-app or api-gateway"})
+def start(c: Context, service: str) -> None:
+    """Start one service of the local stack (with the ports chosen at stack.up)."""
+    _run_stack_action(_stack().start, service)
+    status(c)
+
+
+@task(help={"service": "inventory-app, billing-app or api-gateway"})
+def stop(c: Context, service: str) -> None:
+    """Stop one service of the local stack gracefully (SIGTERM)."""
+    _run_stack_action(_stack().stop, service)
+    status(c)
+
+
+@task(help={"as_json": "print JSON instead of a table"})
+def status(c: Context, as_json: bool = False) -> None:
+    """Show each local service: running or not, ready or not, its pid and port."""
+    rows = _stack().status()
+    if as_json:
+        print(json.dumps(rows))
+        return
+    for row in rows:
+        print(f"{row['service']:<14} {row['state']:<10} port {row['port']:<6} pid {row['pid'] or '-'}")
+
+
+@task(help={"service": "inventory-app, billing-app or api-gateway", "lines": "how many lines"})
+def logs(c: Context, service: str, lines: int = 40) -> None:
+    """Print the last lines of one service's log."""
+    print(_stack().log_tail(service, lines))
+
+
+@task
+def test(c: Context) -> None:
+    """Run every test suite (the same as ./test.sh, inside the current environment)."""
+    c.run(f"{sys.executable} -m pytest", pty=sys.stdout.isatty(), env=dict(os.environ))
+
+
+@task(help={"cluster": "which cluster's key (default vagrant)", "force": "replace an existing key pair"})
+def sealing_key(c: Context, cluster: str = "vagrant", force: bool = False) -> None:
+    """Create the Sealed Secrets controller's key pair: private key outside git, certificate in sealed-secrets/."""
+    paths = sealed_secrets.ClusterPaths(cluster)
+    if not sealed_secrets.create_key_pair(paths, force=force):
+        print(f"a key already exists at {paths.private_key}; keeping it (--force replaces it)")
+        return
+    print(f"private key: {paths.private_key}  (back it up; never commit it)")
+    print(f"certificate: {paths.certificate}  (commit it, then run `invoke seal-secrets --cluster {cluster}`)")
+
+
+@task(help={"cluster": "which cluster's certificate to seal with (default vagrant)"})
+def seal_secrets(c: Context, cluster: str = "vagrant") -> None:
+    """Seal the values in .secrets/<cluster>.env (random passwords for missing ones) into sealed-secrets/<cluster>/."""
+    paths = sealed_secrets.ClusterPaths(cluster)
+    try:
+        written = sealed_secrets.seal_all(paths)
+    except sealing.SealingError as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+    for path in written:
+        print(f"sealed {path.relative_to(local_stack.ROOT)}")
+    print(f"plaintext stays in {paths.values} (git-ignored)")
+
+
+@task
+def lint(c: Context) -> None:
+    """yamllint, build every kustomization, validate each object against the pinned Kubernetes, apply the rules."""
+    problems = manifest_lint.lint()
+    if problems:
+        raise Exit("invoke lint found problems:\n" + "\n".join(f"  {p}" for p in problems), code=1)
+    print("invoke lint: clean")
+
+
+IMAGE_HELP = {
+    "service": "one service (repeatable); all three by default",
+    "user": "Docker Hub user or organisation (default: $DOCKERHUB_USERNAME)",
+    "tag": "image tag (default: the short git SHA)",
+}
+
+
+def _image_args(service: list[str], user: str, tag: str) -> tuple[list[str], str, str]:
+    return images.check_services(service), user or os.environ.get("DOCKERHUB_USERNAME", ""), tag or images.git_tag()
+
+
+@task(iterable=["service"], help=IMAGE_HELP)
+def build(c: Context, service: list[str], user: str = "", tag: str = "") -> None:
+    """Build the service images (Docker SDK) as <user>/<service>:<short git SHA>."""
+    try:
+        built = images.build(*_image_args(service, user, tag))
+    except images.ImageError as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+    print("built " + " ".join(built))
+
+
+@task(iterable=["service"], help=IMAGE_HELP)
+def push(c: Context, service: list[str], user: str = "", tag: str = "") -> None:
+    """Push the images that `invoke build` made (after `docker login`)."""
+    try:
+        pushed = images.push(*_image_args(service, user, tag))
+    except images.ImageError as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+    print("pushed " + " ".join(pushed))
+
+
+stack = Collection("stack", up, down, start, stop, status, logs)
+namespace = Collection(test, lint, sealing_key, seal_secrets, build, push, stack)

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh clone: makes .venv, installs the pinned
+# dependencies, finds PostgreSQL and RabbitMQ, then runs ruff, invoke lint
+# and every pytest suite. Extra arguments go to pytest (e.g. ./test.sh -k billing).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${ROOT}/.venv"
+COMPOSE_FILE="${ROOT}/tests/compose.yaml"
+
+die() {
+  echo "test.sh: $*" >&2
+  exit 1
+}
+
+find_python() {
+  local candidate
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "${candidate}" >/dev/null 2>&1 \
+      && "${candidate}" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "${candidate}"
+      return 0
+    fi
+  done
+  return 1
+}
+
+ensure_venv() {
+  local python stamp wanted
+  if [[ ! -x "${VENV}/bin/python" ]]; then
+    python="$(find_python)" || die "Python 3.11 or newer is required (install python3 and python3-venv)"
+    echo "==> creating ${VENV} with $(${python} --version)"
+    "${python}" -m venv "${VENV}" || die "could not create a virtual environment (Debian: apt-get install python3-venv)"
+  fi
+  stamp="${VENV}/.installed"
+  wanted="$(cat "${ROOT}"/requirements/*.txt "${ROOT}"/apps/*/pyproject.toml | cksum)"
+  if [[ ! -f "${stamp}" || "$(cat "${stamp}")" != "${wanted}" ]]; then
+    echo "==> installing pinned dependencies"
+    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check -r "${ROOT}/requirements/dev.txt"
+    echo "${wanted}" >"${stamp}"
+  fi
+}
+
+ensure_services() {
+  if "${VENV}/bin/python" -m devtools.preflight 2>/dev/null; then
+    return 0
+  fi
+  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    echo "==> PostgreSQL or RabbitMQ not found locally; starting them with docker compose"
+    docker compose -f "${COMPOSE_FILE}" up --detach --wait || die "docker compose could not start the services"
+  fi
+  "${VENV}/bin/python" -m devtools.preflight \
+    || die "PostgreSQL and RabbitMQ must be reachable (see above), or Docker must be running"
+}
+
+main() {
+  cd "${ROOT}"
+  ensure_venv
+  ensure_services
+  echo "==> ruff"
+  "${VENV}/bin/ruff" check .
+  "${VENV}/bin/ruff" format --check .
+  echo "==> invoke lint (YAML, kustomize builds, schemas, manifest rules)"
+  "${VENV}/bin/invoke" lint
+  echo "==> pytest"
+  "${VENV}/bin/python" -m pytest "$@"
+}
+
+main "$@"
