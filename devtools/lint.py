@@ -118,5 +118,6 @@ def lint(root: Path = ROOT, log: Any = print) -> list[str]:
         problems += found
     problems += rules.remote_references_are_pinned(remote)
     found = ci_problems(root)
-    log(f"{'ok  ' if not found else 'FAIL'}  workflows, Dependabot, Dockerfiles (schemas, pinning, permissions, hadolint)")
+    status = "ok  " if not found else "FAIL"
+    log(f"{status}  workflows, Dependabot, Dockerfiles (schemas, pinning, permissions, hadolint)")
     return problems + found
