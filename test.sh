@@ -56,6 +56,8 @@ ensure_services() {
 main() {
   cd "${ROOT}"
   ensure_venv
+  # Programs installed by pip (shellcheck, hadolint, check-jsonschema) are found by the tests.
+  export PATH="${VENV}/bin:${PATH}"
   ensure_services
   echo "==> ruff"
   "${VENV}/bin/ruff" check .

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from devtools.manifests import ROOT
+from devtools.tools import needs_tool
 
 from .conftest import Sandbox
 
@@ -172,7 +172,7 @@ def test_status_shows_vms_nodes_and_applications(sandbox: Sandbox) -> None:
     assert "kubectl get applications.argoproj.io -n argocd" in sandbox.calls_of("kubectl")
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+@needs_tool("shellcheck")
 def test_every_shell_script_is_shellcheck_clean() -> None:
     scripts = [
         ROOT / "orchestrator.sh",
@@ -186,7 +186,7 @@ def test_every_shell_script_is_shellcheck_clean() -> None:
     assert result.returncode == 0, result.stdout
 
 
-@pytest.mark.skipif(shutil.which("vagrant") is None, reason="vagrant is not installed")
+@needs_tool("vagrant")
 def test_the_vagrantfile_validates(tmp_path) -> None:
     result = subprocess.run(
         ["vagrant", "validate"],

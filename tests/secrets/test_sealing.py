@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from devtools import sealed_secrets, sealing
 from devtools.sealed_secrets import CATALOG, NAMESPACE, ClusterPaths
 from devtools.sealing import SealingError
+from devtools.tools import needs_tool
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_committed_sealed_secrets_match_the_catalog() -> None:
         sealing.load_certificate(paths.certificate)
 
 
-@pytest.mark.skipif(shutil.which("kubeseal") is None, reason="kubeseal is not installed")
+@needs_tool("kubeseal")
 def test_kubeseal_output_opens_with_our_unseal(key_pair, tmp_path: Path) -> None:
     cert = tmp_path / "cert.pem"
     cert.write_bytes(key_pair.certificate_pem)
