@@ -11,7 +11,7 @@ COPY apps/api-gateway /src/apps/api-gateway
 # Wheels only (psycopg's binary wheel carries libpq): no compiler, nothing built but our code.
 RUN pip --python /opt/venv/bin/python install --only-binary=:all: \
       --constraint /src/requirements/constraints.txt \
-      "/src/apps/common[rabbitmq,web]" /src/apps/api-gateway
+      /src/apps/common /src/apps/api-gateway
 
 FROM python:3.11.14-slim-bookworm
 LABEL org.opencontainers.image.title="api-gateway" \

@@ -11,7 +11,7 @@ COPY apps/billing-app /src/apps/billing-app
 # Wheels only (psycopg's binary wheel carries libpq): no compiler, nothing built but our code.
 RUN pip --python /opt/venv/bin/python install --only-binary=:all: \
       --constraint /src/requirements/constraints.txt \
-      "/src/apps/common[postgres,rabbitmq,web]" /src/apps/billing-app
+      /src/apps/common /src/apps/billing-app
 
 FROM python:3.11.14-slim-bookworm
 LABEL org.opencontainers.image.title="billing-app" \

@@ -11,7 +11,7 @@ COPY apps/inventory-app /src/apps/inventory-app
 # Wheels only (psycopg's binary wheel carries libpq): no compiler, nothing built but our code.
 RUN pip --python /opt/venv/bin/python install --only-binary=:all: \
       --constraint /src/requirements/constraints.txt \
-      "/src/apps/common[postgres,web]" /src/apps/inventory-app
+      /src/apps/common /src/apps/inventory-app
 
 FROM python:3.11.14-slim-bookworm
 LABEL org.opencontainers.image.title="inventory-app" \

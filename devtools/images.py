@@ -54,10 +54,10 @@ def client() -> docker.DockerClient:
 
 
 def build(services: Iterable[str], user: str, tag: str, log: Callable[[str], None] = print) -> list[str]:
+    names = {service: f"{repository(user, service)}:{tag}" for service in services}
     engine = client()
     built = []
-    for service in services:
-        name = f"{repository(user, service)}:{tag}"
+    for service, name in names.items():
         log(f"building {name}")
         try:
             engine.images.build(
@@ -70,10 +70,10 @@ def build(services: Iterable[str], user: str, tag: str, log: Callable[[str], Non
 
 
 def push(services: Iterable[str], user: str, tag: str, log: Callable[[str], None] = print) -> list[str]:
+    names = [repository(user, service) for service in services]
     engine = client()
     pushed = []
-    for service in services:
-        name = repository(user, service)
+    for name in names:
         log(f"pushing {name}:{tag}")
         for line in engine.images.push(name, tag=tag, stream=True, decode=True):
             if "error" in line:
