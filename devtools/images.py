@@ -17,22 +17,14 @@ class ImageError(RuntimeError):
     pass
 
 
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def git_tag(root: Path = ROOT) -> str:
     """The short SHA of HEAD; `-dirty` when the work tree has changes, so no tag names two builds."""
-    sha = subprocess.run(
-        ["git", "rev-parse", "--short=12", "HEAD"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    sha = _git(root, "rev-parse", "--short=12", "HEAD")
+    dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
     return f"{sha}-dirty" if dirty else sha
 
 
