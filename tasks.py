@@ -11,6 +11,7 @@ from invoke import Collection, Context, Exit, task
 from devtools import images, preflight, sealed_secrets, sealing
 from devtools import lint as manifest_lint
 from devtools import stack as local_stack
+from devtools.bench import cli as bench_cli
 
 
 def _stack(state_dir: str | None = None) -> local_stack.Stack:
@@ -90,6 +91,34 @@ def test(c: Context) -> None:
     c.run(f"{sys.executable} -m pytest", pty=sys.stdout.isatty(), env=dict(os.environ))
 
 
+@task(
+    iterable=["only"],
+    help={
+        "only": "run only this measurement (repeatable): gateway, intake, drain, search, memory",
+        "duration": "seconds per HTTP load run (default 10)",
+        "connections": "concurrent connections (default 32)",
+        "backlog": "orders in the drained backlog (default 20000)",
+        "max_movies": "largest movie table for the search row (default 1000000)",
+    },
+)
+def bench(
+    c: Context,
+    only: list[str],
+    duration: float = 10.0,
+    connections: int = 32,
+    backlog: int = 20_000,
+    max_movies: int = 1_000_000,
+) -> None:
+    """Measure the services against their anchors (nginx, plain pika, a raw consumer); PASS/FAIL per goal."""
+    found = preflight.problems()
+    if found:
+        raise Exit("error: " + "\n".join(found), code=1)
+    options = ["--duration", str(duration), "--connections", str(connections), "--backlog", str(backlog)]
+    options += ["--max-movies", str(max_movies), *(f"--only={name}" for name in only)]
+    if bench_cli.main(options):
+        raise Exit("invoke bench: some goals FAIL (see above)", code=1)
+
+
 @task(help={"cluster": "which cluster's key (default vagrant)", "force": "replace an existing key pair"})
 def sealing_key(c: Context, cluster: str = "vagrant", force: bool = False) -> None:
     """Create the Sealed Secrets controller's key pair: private key outside git, certificate in sealed-secrets/."""
@@ -155,4 +184,4 @@ def push(c: Context, service: list[str], user: str = "", tag: str = "") -> None:
 
 
 stack = Collection("stack", up, down, start, stop, status, logs)
-namespace = Collection(test, lint, sealing_key, seal_secrets, build, push, stack)
+namespace = Collection(test, lint, sealing_key, seal_secrets, build, push, bench, stack)

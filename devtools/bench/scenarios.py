@@ -1,0 +1,365 @@
+"""The measurements of `invoke bench`, each beside an anchor measured in the same run on the same machine."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import string
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pika
+import urllib3
+
+from devtools.bench import nginx
+from devtools.bench.loadgen import Load, LoadResult, run
+from devtools.stack import ScratchStack
+from devtools.waiting import wait_for
+
+ORDER = json.dumps({"user_id": "3", "number_of_items": "5", "total_amount": "180"})
+WORDS = ("Silent", "Crimson", "Last", "Hidden", "Golden", "Broken", "Wild", "Lost", "Iron", "Paper")
+NOUNS = ("River", "Empire", "Summer", "Signal", "Garden", "Harbor", "Machine", "Winter", "Crown", "Echo")
+
+
+@dataclass
+class Row:
+    """One line of the table: a figure, its anchor, and how the two compare."""
+
+    name: str
+    figure: float
+    unit: str
+    anchor_name: str = ""
+    anchor: float | None = None
+    higher_is_better: bool = True
+
+    @property
+    def ratio(self) -> float | None:
+        return self.figure / self.anchor if self.anchor else None
+
+
+@dataclass
+class Goal:
+    text: str
+    passed: bool | None  # None: not measurable on this machine
+    detail: str
+
+
+@dataclass
+class Results:
+    rows: list[Row] = field(default_factory=list)
+    goals: list[Goal] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    raw: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    duration: float = 10.0
+    connections: int = 32
+    warmup: float = 2.0
+    backlog: int = 20_000
+    search_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    search_queries: int = 200
+
+
+def _post_json(url: str, body: dict[str, object]) -> dict[str, object]:
+    request = urllib.request.Request(  # noqa: S310
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        return json.load(answer)
+
+
+# -- gateway overhead ---------------------------------------------------------------------------------
+
+
+def gateway_overhead(scratch: ScratchStack, settings: Settings, results: Results, log: Callable[[str], None]) -> None:
+    movie = _post_json(f"{scratch.inventory_url}/api/movies", {"title": "Heat", "description": "1995"})
+    path = f"/api/movies/{movie['id']}"
+    targets = {"gateway": scratch.gateway_url + path, "direct": scratch.inventory_url + path}
+
+    def measure(name: str, url: str, connections: int) -> LoadResult:
+        log(f"GET {path} via {name}, {connections} connection(s), {settings.duration:g} s")
+        result = run(Load(url, connections, settings.duration), warmup=settings.warmup)
+        results.raw[f"get_{name}_c{connections}"] = result.as_dict()
+        return result
+
+    loaded = {name: measure(name, url, settings.connections) for name, url in targets.items()}
+    if nginx.installed():
+        with nginx.Nginx(scratch.config.inventory_port) as proxy:
+            loaded["nginx"] = measure("nginx", proxy.url + path, settings.connections)
+    else:
+        results.notes.append("nginx is not installed (Debian: apt-get install nginx): no nginx anchor")
+    single = {name: measure(name, url, 1) for name, url in targets.items()}
+
+    c = settings.connections
+    gateway, direct, proxied = loaded["gateway"], loaded["direct"], loaded.get("nginx")
+    anchor_name, anchor = ("inventory behind nginx", proxied.rps) if proxied else ("", None)
+    results.rows += [
+        Row(f"GET /api/movies/<id> via gateway, c={c}", gateway.rps, "req/s", anchor_name, anchor),
+        Row(f"GET /api/movies/<id> direct, c={c}", direct.rps, "req/s"),
+        Row(f"p50 via gateway, c={c}", gateway.p50_ms, "ms", "via nginx", proxied.p50_ms if proxied else None, False),
+        Row(f"p99 via gateway, c={c}", gateway.p99_ms, "ms", "via nginx", proxied.p99_ms if proxied else None, False),
+        Row("p50 via gateway, c=1", single["gateway"].p50_ms, "ms", "direct", single["direct"].p50_ms, False),
+    ]
+    if proxied:
+        ratio = gateway.rps / proxied.rps
+        results.goals.append(
+            Goal(
+                "gateway throughput >= 0.6 x nginx-proxied",
+                ratio >= 0.6,
+                f"{ratio:.2f} x",
+            )
+        )
+    else:
+        results.goals.append(Goal("gateway throughput >= 0.6 x nginx-proxied", None, "nginx not installed"))
+    added = single["gateway"].p50_ms - single["direct"].p50_ms
+    results.goals.append(Goal("gateway adds <= 0.5 ms to p50 at c=1", added <= 0.5, f"+{added:.3f} ms"))
+
+
+# -- order intake ----------------------------------------------------------------------------------
+
+
+def _confirmed_publishes(scratch: ScratchStack, connections: int, duration: float) -> float:
+    """The anchor: plain pika clients, one connection each, publishing persistent messages with confirms."""
+    counts = [0] * connections
+    deadline = time.perf_counter() + duration
+
+    def publisher(index: int) -> None:
+        connection = scratch.broker()
+        channel = connection.channel()
+        channel.confirm_delivery()
+        body = ORDER.encode()
+        while time.perf_counter() < deadline:
+            properties = pika.BasicProperties(delivery_mode=2, message_id=uuid.uuid4().hex)
+            channel.basic_publish("", scratch.queue.name, body, properties, mandatory=True)
+            counts[index] += 1
+        connection.close()
+
+    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / duration
+
+
+def _purge(scratch: ScratchStack) -> None:
+    connection = scratch.broker()
+    try:
+        connection.channel().queue_purge(scratch.queue.name)
+    finally:
+        connection.close()
+
+
+def order_intake(scratch: ScratchStack, settings: Settings, results: Results, log: Callable[[str], None]) -> None:
+    scratch.stack.stop("billing-app")  # the queue only fills: neither side competes with the consumer
+    c = settings.connections
+    log(f"POST /api/billing via gateway, {c} connections, {settings.duration:g} s")
+    gateway = run(Load(scratch.gateway_url + "/api/billing", c, settings.duration, "POST", ORDER), settings.warmup)
+    _purge(scratch)
+    log(f"plain pika confirmed publishing, {c} connections, {settings.duration:g} s")
+    anchor = _confirmed_publishes(scratch, c, settings.duration)
+    _purge(scratch)
+    results.raw["order_intake"] = {"gateway": gateway.as_dict(), "pika_confirmed_per_s": anchor}
+    results.rows.append(Row(f"POST /api/billing, c={c}", gateway.rps, "orders/s", "plain pika, confirms", anchor))
+    ratio = gateway.rps / anchor
+    results.goals.append(Goal("order intake >= 0.5 x plain confirmed publish", ratio >= 0.5, f"{ratio:.2f} x"))
+
+
+# -- backlog drain ---------------------------------------------------------------------------------
+
+
+def _fill(scratch: ScratchStack, count: int) -> None:
+    connection = scratch.broker()
+    try:
+        channel = connection.channel()
+        scratch.queue.declare(channel)
+        body = ORDER.encode()
+        for _ in range(count):
+            properties = pika.BasicProperties(delivery_mode=2, message_id=uuid.uuid4().hex)
+            channel.basic_publish("", scratch.queue.name, body, properties)
+        wait_for(
+            lambda: channel.queue_declare(scratch.queue.name, passive=True).method.message_count >= count,
+            timeout=60,
+            what=f"{count} messages in {scratch.queue.name}",
+            interval=0.05,
+        )
+    finally:
+        connection.close()
+
+
+def _rate(samples: list[tuple[float, int]], total: int) -> float:
+    """Messages per second from the first sample that saw progress to the one that saw everything."""
+    started = next((t, n) for t, n in samples if n > 0)
+    finished = next(t for t, n in samples if n >= total)
+    return (total - started[1]) / (finished - started[0])
+
+
+def _raw_consume(scratch: ScratchStack, count: int, prefetch: int) -> float:
+    """The anchor: receive and acknowledge every message, nothing else."""
+    connection = scratch.broker()
+    samples: list[tuple[float, int]] = [(time.perf_counter(), 0)]
+    received = 0
+    try:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=prefetch)
+
+        def on_message(ch, method, _properties, _body) -> None:
+            nonlocal received
+            ch.basic_ack(method.delivery_tag)
+            received += 1
+            samples.append((time.perf_counter(), received))
+            if received >= count:
+                ch.stop_consuming()
+
+        channel.basic_consume(scratch.queue.name, on_message)
+        channel.start_consuming()
+    finally:
+        connection.close()
+    return _rate(samples, count)
+
+
+def backlog_drain(scratch: ScratchStack, settings: Settings, results: Results, log: Callable[[str], None]) -> None:
+    count = settings.backlog
+    scratch.stack.stop("billing-app")
+    log(f"backlog: {count:,} orders into billing-app")
+    _fill(scratch, count)
+    samples: list[tuple[float, int]] = []
+    with scratch.connect(scratch.config.billing_database) as conn:
+        scratch.stack.start("billing-app")
+        deadline = time.perf_counter() + 300
+        while time.perf_counter() < deadline:
+            (stored,) = conn.execute("SELECT count(*) FROM orders").fetchone()
+            samples.append((time.perf_counter(), stored))
+            if stored >= count:
+                break
+            time.sleep(0.005)
+    drained = _rate(samples, count)
+    batch_size = int(scratch.config.extra_env.get("billing-app", {}).get("BILLING_BATCH_SIZE", 500))
+    scratch.stack.stop("billing-app")
+    log(f"backlog: {count:,} orders into a raw pika consumer")
+    _fill(scratch, count)
+    raw = _raw_consume(scratch, count, prefetch=2 * batch_size)
+    results.raw["backlog_drain"] = {"billing_app_per_s": drained, "raw_consume_per_s": raw, "messages": count}
+    results.rows.append(Row(f"drain {count:,} orders into PostgreSQL", drained, "orders/s", "raw receive+ack", raw))
+    ratio = drained / raw
+    results.goals.append(Goal("backlog drain >= 0.6 x raw consume", ratio >= 0.6, f"{ratio:.2f} x"))
+
+
+# -- search at scale -------------------------------------------------------------------------------
+
+
+def _token(rng: random.Random) -> str:
+    return "".join(rng.choices(string.ascii_lowercase, k=6))
+
+
+def _add_movies(scratch: ScratchStack, count: int, rng: random.Random) -> list[str]:
+    """COPY `count` movies titled like 'Silent River qzkfwa'; returns their distinctive tokens."""
+    tokens = [_token(rng) for _ in range(count)]
+    buffer = io.StringIO()
+    for token in tokens:
+        buffer.write(f"{rng.choice(WORDS)} {rng.choice(NOUNS)} {token}\tA film.\n")
+    with scratch.connect(scratch.config.inventory_database) as conn:
+        with conn.cursor().copy("COPY movies (title, description) FROM STDIN") as copy:
+            copy.write(buffer.getvalue())
+        conn.execute("ANALYZE movies")
+    return tokens
+
+
+def _p50_search(base_url: str, tokens: list[str]) -> float:
+    pool = urllib3.connection_from_url(base_url, maxsize=1)
+    latencies = []
+    for token in tokens:
+        started = time.perf_counter()
+        answer = pool.urlopen("GET", f"/api/movies?title={token}")
+        found = json.loads(answer.data)
+        latencies.append(time.perf_counter() - started)
+        if answer.status != 200 or not found:
+            raise RuntimeError(f"searching {token!r} answered {answer.status} with {len(found)} movies")
+    latencies.sort()
+    return latencies[len(latencies) // 2] * 1e3
+
+
+def search_at_scale(scratch: ScratchStack, settings: Settings, results: Results, log: Callable[[str], None]) -> None:
+    rng = random.Random(20261125)
+    tokens: list[str] = []
+    figures: dict[int, float] = {}
+    for size in settings.search_sizes:
+        log(f"search: {size:,} movies")
+        tokens += _add_movies(scratch, size - len(tokens), rng)
+        sample = rng.sample(tokens, settings.search_queries)
+        _p50_search(scratch.gateway_url, sample[:20])  # warm the caches
+        figures[size] = _p50_search(scratch.gateway_url, sample)
+    smallest, largest = min(figures), max(figures)
+    for size, p50 in figures.items():
+        anchor = figures[smallest] if size != smallest else None
+        results.rows.append(
+            Row(
+                f"search p50 via gateway, {size:,} movies",
+                p50,
+                "ms",
+                f"at {smallest:,}" if anchor else "",
+                anchor,
+                False,
+            )
+        )
+    results.raw["search_p50_ms"] = {str(size): p50 for size, p50 in figures.items()}
+    results.goals.append(
+        Goal(f"search p50 <= 5 ms at {largest:,} movies", figures[largest] <= 5, f"{figures[largest]:.2f} ms")
+    )
+    growth = figures[largest] / figures[smallest]
+    results.goals.append(Goal(f"search p50 at {largest:,} <= 3 x at {smallest:,}", growth <= 3, f"{growth:.2f} x"))
+
+
+# -- memory ----------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(status.parent.name))
+    return found
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def memory(scratch: ScratchStack, settings: Settings, results: Results, log: Callable[[str], None]) -> None:
+    scratch.stack.start("billing-app")
+    worst = {}
+    for service in ("inventory-app", "billing-app", "api-gateway"):
+        pid = scratch.stack.pid(service)
+        if pid is None:
+            continue
+        processes = [pid, *_children(pid)]
+        sizes = {p: _rss_mb(p) for p in processes}
+        worst[service] = max(sizes.values())
+        detail = ", ".join(f"{size:.0f}" for size in sizes.values())
+        results.rows.append(Row(f"{service} resident memory, largest process", worst[service], "MB"))
+        results.raw[f"rss_mb_{service}"] = detail
+    over = {service: size for service, size in worst.items() if size >= 100}
+    results.goals.append(
+        Goal(
+            "every service process < 100 MB resident", not over, ", ".join(f"{s} {m:.0f} MB" for s, m in worst.items())
+        )
+    )
+
+
+def _sizes(worst: dict[str, float]) -> str:
+    return ", ".join(f"{service} {size:.0f} MB" for service, size in worst.items())
