@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 from invoke import Collection, Context, Exit, task
 
@@ -119,6 +120,30 @@ def bench(
         raise Exit("invoke bench: some goals FAIL (see above)", code=1)
 
 
+DEFAULT_GATEWAY = f"http://{os.environ.get('VAGRANT_MASTER_IP', '192.168.56.10')}:3000"
+
+
+@task(
+    help={
+        "url": f"the gateway to load (default {DEFAULT_GATEWAY}, the Vagrant cluster's)",
+        "users": "simulated visitors (default 50)",
+        "spawn_rate": "visitors started per second (default 10)",
+        "duration": "how long, e.g. 90s, 5m (default 3m)",
+    }
+)
+def load(c: Context, url: str = DEFAULT_GATEWAY, users: int = 50, spawn_rate: float = 10, duration: str = "3m") -> None:
+    """Drive a running gateway with Locust (headless): reads, searches, writes and orders; summary at the end."""
+    locustfile = Path(__file__).parent / "devtools" / "loadtest" / "locustfile.py"
+    result = c.run(
+        f"{sys.executable} -m locust -f {locustfile} --headless --host {url} --users {users} "
+        f"--spawn-rate {spawn_rate} --run-time {duration} --only-summary --stop-timeout 5",
+        warn=True,
+        pty=sys.stdout.isatty(),
+    )
+    if result is None or result.exited:
+        raise Exit(f"invoke load: Locust reported failures or could not reach {url}", code=1)
+
+
 @task(help={"cluster": "which cluster's key (default vagrant)", "force": "replace an existing key pair"})
 def sealing_key(c: Context, cluster: str = "vagrant", force: bool = False) -> None:
     """Create the Sealed Secrets controller's key pair: private key outside git, certificate in sealed-secrets/."""
@@ -184,4 +209,4 @@ def push(c: Context, service: list[str], user: str = "", tag: str = "") -> None:
 
 
 stack = Collection("stack", up, down, start, stop, status, logs)
-namespace = Collection(test, lint, sealing_key, seal_secrets, build, push, bench, stack)
+namespace = Collection(test, lint, sealing_key, seal_secrets, build, push, bench, load, stack)
