@@ -75,7 +75,8 @@ def wrk_load(load: Load) -> LoadResult:
             + 'wrk.headers["Content-Type"] = "application/json"\n'
         )
         threads = max(1, min(load.connections, 2))
-        command = ["wrk", f"-t{threads}", f"-c{load.connections}", f"-d{load.duration:g}s", "--latency"]
+        seconds = max(1, round(load.duration))  # wrk takes whole seconds
+        command = ["wrk", f"-t{threads}", f"-c{load.connections}", f"-d{seconds}s", "--latency"]
         result = subprocess.run(
             [*command, "-s", str(script), load.url],
             capture_output=True,
