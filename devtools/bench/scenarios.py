@@ -196,10 +196,10 @@ def _fill(scratch: ScratchStack, count: int) -> None:
 
 
 def _rate(samples: list[tuple[float, int]], total: int) -> float:
-    """Messages per second from the first sample that saw progress to the one that saw everything."""
-    started = next((t, n) for t, n in samples if n > 0)
+    """Messages per second from the last sample that saw nothing stored to the first that saw everything."""
     finished = next(t for t, n in samples if n >= total)
-    return (total - started[1]) / (finished - started[0])
+    started = max(t for t, n in samples if n == 0 and t < finished)
+    return total / (finished - started)
 
 
 def _raw_consume(scratch: ScratchStack, count: int, prefetch: int) -> float:
@@ -232,15 +232,26 @@ def backlog_drain(scratch: ScratchStack, settings: Settings, results: Results, l
     log(f"backlog: {count:,} orders into billing-app")
     _fill(scratch, count)
     samples: list[tuple[float, int]] = []
-    with scratch.connect(scratch.config.billing_database) as conn:
+    done = threading.Event()
+
+    def poll() -> None:
+        with scratch.connect(scratch.config.billing_database) as conn:
+            (before,) = conn.execute("SELECT count(*) FROM orders").fetchone()
+            deadline = time.perf_counter() + 300
+            while time.perf_counter() < deadline and not done.is_set():
+                (stored,) = conn.execute("SELECT count(*) - %s FROM orders", [before]).fetchone()
+                samples.append((time.perf_counter(), stored))
+                if stored >= count:
+                    return
+                time.sleep(0.005)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
         scratch.stack.start("billing-app")
-        deadline = time.perf_counter() + 300
-        while time.perf_counter() < deadline:
-            (stored,) = conn.execute("SELECT count(*) FROM orders").fetchone()
-            samples.append((time.perf_counter(), stored))
-            if stored >= count:
-                break
-            time.sleep(0.005)
+    finally:
+        poller.join(timeout=310)
+        done.set()
     drained = _rate(samples, count)
     batch_size = int(scratch.config.extra_env.get("billing-app", {}).get("BILLING_BATCH_SIZE", 500))
     scratch.stack.stop("billing-app")
