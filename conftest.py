@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from devtools.local_services import apply_defaults
+from devtools.stack import free_port
 
 apply_defaults()
 
@@ -68,8 +69,4 @@ def billing_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 @pytest.fixture
 def unused_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()

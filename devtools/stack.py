@@ -15,8 +15,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from devtools.local_services import apply_defaults
-from devtools.waiting import Timeout, wait_for
+from devtools.waiting import Timeout, answers_ok, wait_for
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,11 +191,7 @@ class Stack:
         self.pid_file(service).unlink(missing_ok=True)
 
     def ready(self, service: str) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.config.port(service)}/readyz", timeout=2) as answer:
-                return answer.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return answers_ok(f"http://127.0.0.1:{self.config.port(service)}/readyz")
 
     def status(self) -> list[dict[str, object]]:
         rows = []

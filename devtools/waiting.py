@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable
 
 
 class Timeout(AssertionError):
     pass
+
+
+def answers_ok(url: str, timeout: float = 2) -> bool:
+    """Does `url` answer 200 right now? Refused, timed out and error statuses all say no."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 (loopback URLs of our own)
+            return answer.status == 200
+    except OSError:  # URLError and HTTPError are OSErrors
+        return False
 
 
 def wait_for(condition: Callable[[], object], *, timeout: float, what: str, interval: float = 0.02) -> None:

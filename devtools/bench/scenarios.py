@@ -8,7 +8,6 @@ import random
 import string
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 import pika
 import urllib3
 
+from billing_app.consumer import DEFAULT_BATCH_SIZE
 from devtools.bench import nginx
 from devtools.bench.loadgen import Load, LoadResult, run
 from devtools.stack import ScratchStack
@@ -68,20 +68,15 @@ class Settings:
     search_queries: int = 200
 
 
-def _post_json(url: str, body: dict[str, object]) -> dict[str, object]:
-    request = urllib.request.Request(  # noqa: S310
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-        return json.load(answer)
-
-
 # -- gateway overhead ---------------------------------------------------------------------------------
 
 
 def gateway_overhead(scratch: ScratchStack, settings: Settings, results: Results, log: Callable[[str], None]) -> None:
-    movie = _post_json(f"{scratch.inventory_url}/api/movies", {"title": "Heat", "description": "1995"})
-    path = f"/api/movies/{movie['id']}"
+    movie = {"title": "Heat", "description": "1995"}
+    created = urllib3.request("POST", f"{scratch.inventory_url}/api/movies", json=movie)
+    if created.status != 201:
+        raise RuntimeError(f"creating the benchmark's movie answered {created.status}: {created.data!r}")
+    path = f"/api/movies/{created.json()['id']}"
     targets = {"gateway": scratch.gateway_url + path, "direct": scratch.inventory_url + path}
 
     def measure(name: str, url: str, connections: int) -> LoadResult:
@@ -126,6 +121,11 @@ def gateway_overhead(scratch: ScratchStack, settings: Settings, results: Results
 # -- order intake ----------------------------------------------------------------------------------
 
 
+def _persistent() -> pika.BasicProperties:
+    """What the gateway sets on an order: persistent, with a fresh message_id."""
+    return pika.BasicProperties(delivery_mode=2, message_id=uuid.uuid4().hex)
+
+
 def _confirmed_publishes(scratch: ScratchStack, connections: int, duration: float) -> float:
     """The anchor: plain pika clients, one connection each, publishing persistent messages with confirms."""
     counts = [0] * connections
@@ -137,8 +137,7 @@ def _confirmed_publishes(scratch: ScratchStack, connections: int, duration: floa
         channel.confirm_delivery()
         body = ORDER.encode()
         while time.perf_counter() < deadline:
-            properties = pika.BasicProperties(delivery_mode=2, message_id=uuid.uuid4().hex)
-            channel.basic_publish("", scratch.queue.name, body, properties, mandatory=True)
+            channel.basic_publish("", scratch.queue.name, body, _persistent(), mandatory=True)
             counts[index] += 1
         connection.close()
 
@@ -183,8 +182,7 @@ def _fill(scratch: ScratchStack, count: int) -> None:
         scratch.queue.declare(channel)
         body = ORDER.encode()
         for _ in range(count):
-            properties = pika.BasicProperties(delivery_mode=2, message_id=uuid.uuid4().hex)
-            channel.basic_publish("", scratch.queue.name, body, properties)
+            channel.basic_publish("", scratch.queue.name, body, _persistent())
         wait_for(
             lambda: channel.queue_declare(scratch.queue.name, passive=True).method.message_count >= count,
             timeout=60,
@@ -249,11 +247,13 @@ def backlog_drain(scratch: ScratchStack, settings: Settings, results: Results, l
     poller.start()
     try:
         scratch.stack.start("billing-app")
+    except BaseException:
+        done.set()
+        raise
     finally:
         poller.join(timeout=310)
-        done.set()
     drained = _rate(samples, count)
-    batch_size = int(scratch.config.extra_env.get("billing-app", {}).get("BILLING_BATCH_SIZE", 500))
+    batch_size = int(scratch.config.extra_env.get("billing-app", {}).get("BILLING_BATCH_SIZE", DEFAULT_BATCH_SIZE))
     scratch.stack.stop("billing-app")
     log(f"backlog: {count:,} orders into a raw pika consumer")
     _fill(scratch, count)

@@ -14,14 +14,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from devtools.images import SERVICES
 from devtools.manifests import ROOT
-from devtools.waiting import Timeout, wait_for
+from devtools.waiting import Timeout, answers_ok, wait_for
 
 IGNORED = shutil.ignore_patterns("tests", "__pycache__", "*.egg-info", "*.pyc", "build")
 
@@ -110,18 +109,10 @@ def test_the_image_install_is_enough_to_serve(
     request.addfinalizer(lambda: stop(process))
     url = f"http://127.0.0.1:{unused_port}/healthz"
     try:
-        wait_for(lambda: process.poll() is not None or answers(url), timeout=30, what=f"{service} {url}")
+        wait_for(lambda: process.poll() is not None or answers_ok(url, timeout=1), timeout=30, what=f"{service} {url}")
     except Timeout:
         pytest.fail(f"{service} never answered {url}:\n{stop(process)}")
     assert process.poll() is None, f"{service} exited {process.returncode}:\n{stop(process)}"
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def stop(process: subprocess.Popen[str]) -> str:

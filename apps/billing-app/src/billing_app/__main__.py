@@ -12,7 +12,7 @@ from pika import exceptions as amqp_exc
 from sqlalchemy import exc as sa_exc
 
 from billing_app import db
-from billing_app.consumer import BatchConsumer
+from billing_app.consumer import DEFAULT_BATCH_SIZE, BatchConsumer
 from billing_app.health import create_health_app
 from moviestream_common import postgres
 from moviestream_common.config import ConfigError, env_int
@@ -32,7 +32,7 @@ def main() -> int:
     configure_logging("billing-app")
     try:
         port = env_int("PORT", 8080, minimum=1, maximum=65535)
-        batch_size = env_int("BILLING_BATCH_SIZE", 500, minimum=1, maximum=10_000)
+        batch_size = env_int("BILLING_BATCH_SIZE", DEFAULT_BATCH_SIZE, minimum=1, maximum=10_000)
         max_wait_ms = env_int("BILLING_BATCH_WAIT_MS", 50, minimum=0, maximum=60_000)
         rabbit = RabbitSettings.from_env()
         queue = BillingQueue.from_env()

@@ -26,6 +26,7 @@ from moviestream_common.rabbitmq import REASON_HEADER, BillingQueue, RabbitSetti
 
 log = logging.getLogger("billing_app.consumer")
 IDLE_POLL_S = 0.05
+DEFAULT_BATCH_SIZE = 500  # orders per transaction; prefetch is twice this
 
 
 @dataclass(frozen=True)
