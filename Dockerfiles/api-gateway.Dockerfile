@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# api-gateway: the API gateway (Flask, gunicorn).
+# api-gateway: the API gateway (aiohttp on uvloop, under gunicorn).
 # Build from the repository root: docker build -f Dockerfiles/api-gateway.Dockerfile .
 
 FROM python:3.11.14-slim-bookworm AS build
@@ -25,4 +25,4 @@ RUN rm -rf /usr/local/lib/python3.11/site-packages/pip* /usr/local/lib/python3.1
 COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 EXPOSE 3000
-CMD ["gunicorn", "--config", "python:moviestream_common.gunicorn_config", "api_gateway:create_app()"]
+CMD ["gunicorn", "--config", "python:moviestream_common.gunicorn_config", "--worker-class", "aiohttp.GunicornUVLoopWebWorker", "api_gateway:serve"]

@@ -80,8 +80,9 @@ class Stack:
     def command(self, service: str) -> list[str]:
         if service == "billing-app":
             return [sys.executable, "-m", "billing_app"]
-        module = service.replace("-", "_")
-        return [*GUNICORN, f"{module}:create_app()"]
+        if service == "api-gateway":
+            return [*GUNICORN, "--worker-class", "aiohttp.GunicornUVLoopWebWorker", "api_gateway:serve"]
+        return [*GUNICORN, "inventory_app:create_app()"]
 
     def environment(self, service: str) -> dict[str, str]:
         env = dict(os.environ)

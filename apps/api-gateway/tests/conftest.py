@@ -8,9 +8,9 @@ from typing import Any
 
 import pika
 import pytest
-from flask.testing import FlaskClient
 
-from api_gateway import create_app
+from api_gateway import serve
+from devtools.aiohttp_server import BackgroundServer
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
 from moviestream_common.web import serve_in_background
 
@@ -26,18 +26,23 @@ def inventory_url(database: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def gateway_for(billing_queue: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., FlaskClient]:
-    def build(inventory: str, **env: str) -> FlaskClient:
+def gateway_for(billing_queue: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., BackgroundServer]]:
+    started: list[BackgroundServer] = []
+
+    def build(inventory: str, **env: str) -> BackgroundServer:
         monkeypatch.setenv("INVENTORY_URL", inventory)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        return create_app().test_client()
+        started.append(BackgroundServer(serve))
+        return started[-1]
 
-    return build
+    yield build
+    for gateway in started:
+        gateway.close()
 
 
 @pytest.fixture
-def gateway(gateway_for: Callable[..., FlaskClient], inventory_url: str) -> FlaskClient:
+def gateway(gateway_for: Callable[..., BackgroundServer], inventory_url: str) -> BackgroundServer:
     return gateway_for(inventory_url)
 
 

@@ -4,18 +4,18 @@ import json
 import os
 
 import pytest
-from flask.testing import FlaskClient
 
+from devtools.aiohttp_server import BackgroundServer
 from devtools.tcp_proxy import TcpProxy
 from devtools.waiting import wait_for
 
 ORDER = {"user_id": "3", "number_of_items": "5", "total_amount": "180"}
 
 
-def test_order_is_published_persistent_with_a_fresh_message_id(gateway: FlaskClient, queue_reader) -> None:
-    assert gateway.post("/api/billing", json=ORDER).get_json() == {"message": "Message posted"}
+def test_order_is_published_persistent_with_a_fresh_message_id(gateway: BackgroundServer, queue_reader) -> None:
+    assert gateway.post("/api/billing", json=ORDER).json() == {"message": "Message posted"}
     response = gateway.post("/api/billing", json={"user_id": 4, "number_of_items": 1, "total_amount": 9.99})
-    assert response.status_code == 200
+    assert response.status == 200
     [(first, first_body), (second, second_body)] = queue_reader()
     assert json.loads(first_body) == {"user_id": 3, "number_of_items": 5, "total_amount": "180.00"}
     assert json.loads(second_body) == {"user_id": 4, "number_of_items": 1, "total_amount": "9.99"}
@@ -39,29 +39,31 @@ def test_order_is_published_persistent_with_a_fresh_message_id(gateway: FlaskCli
         (b'{"user_id": "3", "number_of_items": 1, "total_amount": Infinity}', "body is not valid JSON"),
     ],
 )
-def test_invalid_order_answers_400_and_publishes_nothing(gateway: FlaskClient, queue_reader, body, message) -> None:
-    response = gateway.post("/api/billing", data=body, content_type="application/json")
-    assert response.status_code == 400
-    assert message in response.get_json()["error"]
+def test_invalid_order_answers_400_and_publishes_nothing(
+    gateway: BackgroundServer, queue_reader, body, message
+) -> None:
+    response = gateway.post("/api/billing", body=body, headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    assert message in response.json()["error"]
     assert queue_reader() == []
 
 
-def test_oversized_order_answers_413(gateway: FlaskClient, queue_reader) -> None:
-    response = gateway.post("/api/billing", data=b" " * 20_000 + json.dumps(ORDER).encode())
-    assert response.status_code == 413
-    assert "error" in response.get_json()
+def test_oversized_order_answers_413(gateway: BackgroundServer, queue_reader) -> None:
+    response = gateway.post("/api/billing", body=b" " * 20_000 + json.dumps(ORDER).encode())
+    assert response.status == 413
+    assert "error" in response.json()
     assert queue_reader() == []
 
 
 def test_broker_down_answers_503_then_recovers_by_itself(gateway_for, inventory_url, queue_reader) -> None:
     proxy = TcpProxy(int(os.environ["RABBITMQ_PORT"])).start()
-    client: FlaskClient = gateway_for(inventory_url, RABBITMQ_PORT=str(proxy.port))
-    assert client.post("/api/billing", json=ORDER).status_code == 200
+    client: BackgroundServer = gateway_for(inventory_url, RABBITMQ_PORT=str(proxy.port))
+    assert client.post("/api/billing", json=ORDER).status == 200
     proxy.cut()
     response = client.post("/api/billing", json=ORDER)
-    assert response.status_code == 503
-    assert response.get_json()["error"].startswith("order not accepted")
-    assert client.get("/readyz").get_json()["problems"].keys() == {"rabbitmq"}
+    assert response.status == 503
+    assert response.json()["error"].startswith("order not accepted")
+    assert client.get("/readyz").json()["problems"].keys() == {"rabbitmq"}
     proxy.start()
-    wait_for(lambda: client.post("/api/billing", json=ORDER).status_code == 200, timeout=15, what="a 200 again")
+    wait_for(lambda: client.post("/api/billing", json=ORDER).status == 200, timeout=15, what="a 200 again")
     assert len(queue_reader()) == 2

@@ -1,57 +1,69 @@
-"""API gateway: `create_app()` is the WSGI application factory."""
+"""API gateway: an asyncio (aiohttp) service, so waiting on the inventory or the broker costs no thread.
+
+gunicorn runs `serve` with aiohttp's uvloop worker; `create_app()` builds
+the application itself.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask
-from urllib3.exceptions import HTTPError
+from aiohttp import web
 
-from api_gateway import billing, docs, proxy
+from api_gateway import billing, conventions, docs, proxy
 from api_gateway.publisher import BrokerUnavailable, OrderPublisher
-from moviestream_common.config import env_float, env_int, env_str
+from moviestream_common.config import env_float, env_str
 from moviestream_common.logs import configure_logging
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
-from moviestream_common.web import install_conventions
 
 MAX_BODY_BYTES = 128 * 1024
+KEEPALIVE_SECONDS = 75
 
 log = logging.getLogger(__name__)
 
 
-def create_app() -> Flask:
+def create_app() -> web.Application:
     configure_logging("api-gateway")
-    threads = env_int("GUNICORN_THREADS", 8, minimum=1)
     inventory = proxy.InventoryClient(
         env_str("INVENTORY_URL", "http://127.0.0.1:8080"),
-        pool_size=threads,
         connect_timeout=env_float("INVENTORY_CONNECT_TIMEOUT", 2.0),
         read_timeout=env_float("INVENTORY_TIMEOUT", 10.0),
     )
     publisher = OrderPublisher(RabbitSettings.from_env(), BillingQueue.from_env())
 
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.extensions["inventory_client"] = inventory
-    app.extensions["order_publisher"] = publisher
-
-    def readiness() -> dict[str, str]:
+    async def readiness() -> dict[str, str]:
         problems = {}
+        inventory_problem = await inventory.problem()
+        if inventory_problem:
+            problems["inventory"] = inventory_problem
         try:
-            status = inventory.pool.urlopen("GET", "/readyz", retries=False).status
-            if status != 200:
-                problems["inventory"] = f"/readyz answered {status}"
-        except HTTPError as exc:
-            problems["inventory"] = type(exc).__name__
-        try:
-            publisher.ping()
+            await publisher.ping()
         except BrokerUnavailable as exc:
             problems["rabbitmq"] = str(exc)
         return problems
 
-    install_conventions(app, readiness)
-    app.register_blueprint(proxy.bp)
-    app.register_blueprint(billing.bp)
-    app.register_blueprint(docs.bp)
-    log.info("gateway ready", extra={"inventory": inventory.base_url, "broker": publisher.rabbit.describe()})
+    async def lifetime(_app: web.Application):
+        log.info("gateway ready", extra={"inventory": inventory.base_url, "broker": publisher.rabbit.describe()})
+        yield
+        await inventory.close()
+        await publisher.close()
+
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[conventions.middleware])
+    app[proxy.CLIENT] = inventory
+    app[billing.PUBLISHER] = publisher
+    app.cleanup_ctx.append(lifetime)
+    conventions.add_probes(app, readiness)
+    billing.add_routes(app)
+    proxy.add_routes(app)
+    docs.add_routes(app)
     return app
+
+
+async def serve() -> web.AppRunner:
+    """What gunicorn's aiohttp worker runs: the application, with one JSON access line per request."""
+    return web.AppRunner(
+        create_app(),
+        access_log_class=conventions.AccessLogger,
+        keepalive_timeout=KEEPALIVE_SECONDS,
+        shutdown_timeout=15,
+    )

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from aiohttp import web
 
 from api_gateway.publisher import BrokerUnavailable, OrderPublisher
-from moviestream_common.orders import MAX_BODY_BYTES, InvalidOrder, parse_order
-from moviestream_common.web import ApiError, json_body
+from moviestream_common.conventions import ApiError
+from moviestream_common.orders import MAX_BODY_BYTES, InvalidOrder, parse_order_body
 
-bp = Blueprint("billing", __name__)
+PUBLISHER = web.AppKey("order_publisher", OrderPublisher)
 
 
-@bp.post("/api/billing")
-def post_order() -> Response:
-    if (request.content_length or 0) > MAX_BODY_BYTES or len(request.get_data()) > MAX_BODY_BYTES:
+async def post_order(request: web.Request) -> web.Response:
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise ApiError(413, f"an order body must be at most {MAX_BODY_BYTES} bytes")
+    body = await request.read()
+    if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, f"an order body must be at most {MAX_BODY_BYTES} bytes")
     try:
-        order = parse_order(json_body())
+        order = parse_order_body(body)
     except InvalidOrder as exc:
         raise ApiError(400, str(exc)) from None
-    publisher: OrderPublisher = current_app.extensions["order_publisher"]
     try:
-        publisher.publish(order)
+        await request.app[PUBLISHER].publish(order)
     except BrokerUnavailable as exc:
         raise ApiError(503, f"order not accepted: {exc}") from None
-    return jsonify(message="Message posted")
+    return web.json_response({"message": "Message posted"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/billing", post_order)

@@ -8,10 +8,8 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from flask import Blueprint, Response, send_from_directory
+from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
-
-bp = Blueprint("docs", __name__)
 
 SWAGGER_PAGE = """<!doctype html>
 <html lang="en">
@@ -46,22 +44,22 @@ def openapi_document() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-@bp.get("/openapi.json")
-def openapi_json() -> Response:
-    return Response(json.dumps(openapi_document()), mimetype="application/json")
+async def openapi_json(_request: web.Request) -> web.Response:
+    return web.Response(text=json.dumps(openapi_document()), content_type="application/json")
 
 
-@bp.get("/docs")
-@bp.get("/docs/")
-def swagger_page() -> Response:
-    return Response(SWAGGER_PAGE, mimetype="text/html")
+async def swagger_page(_request: web.Request) -> web.Response:
+    return web.Response(text=SWAGGER_PAGE, content_type="text/html")
 
 
-@bp.get("/docs/swagger-initializer.js")
-def swagger_initializer() -> Response:
-    return Response(INITIALIZER, mimetype="text/javascript")
+async def swagger_initializer(_request: web.Request) -> web.Response:
+    return web.Response(text=INITIALIZER, content_type="text/javascript")
 
 
-@bp.get("/docs/<path:filename>")
-def swagger_asset(filename: str) -> Response:
-    return send_from_directory(str(swagger_ui_path), filename, max_age=86400)
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/openapi.json", openapi_json, allow_head=False)
+    app.router.add_get("/docs", swagger_page, allow_head=False)
+    app.router.add_get("/docs/", swagger_page, allow_head=False)
+    # Ahead of the static folder, which holds swagger-ui-bundle's own initializer (it shows the petstore).
+    app.router.add_get("/docs/swagger-initializer.js", swagger_initializer, allow_head=False)
+    app.router.add_static("/docs/", swagger_ui_path)

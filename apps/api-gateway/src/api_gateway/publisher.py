@@ -1,21 +1,23 @@
-"""Publishing orders to billing_queue: persistent, confirmed by the broker, one connection per thread.
+"""Publishing orders to billing_queue: persistent, mandatory, and confirmed by the broker before "posted".
 
-pika's BlockingConnection must not be shared between threads, so each
-gunicorn thread keeps its own. A broker that cannot be reached is not
-tried again by that thread until its backoff delay has passed, so while
-RabbitMQ is down requests answer 503 at once instead of waiting.
+Each gateway process keeps one AMQP connection and one channel in confirm
+mode. Requests publish on it concurrently: RabbitMQ confirms many
+messages at once, so no request waits for another's round trip. A broker
+that cannot be reached is not tried again until a backoff delay has
+passed, so while RabbitMQ is down requests answer 503 at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import threading
 import time
 import uuid
 
-import pika
-from pika import exceptions as amqp_exc
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from moviestream_common.orders import Order
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
@@ -23,95 +25,105 @@ from moviestream_common.retry import Backoff
 
 log = logging.getLogger(__name__)
 
+HEARTBEAT_SECONDS = 30
+CONNECT_TIMEOUT_SECONDS = 5.0
+CONFIRM_TIMEOUT_SECONDS = 5.0
+# What a dropped or hung connection raises; a refusal by the broker is a DeliveryError instead.
+CONNECTION_ERRORS = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, OSError, TimeoutError)
+
 
 class BrokerUnavailable(RuntimeError):
     """The broker did not confirm the message; the order must not be reported as taken."""
-
-
-class _ThreadState(threading.local):
-    connection: pika.BlockingConnection | None = None
-    channel: pika.adapters.blocking_connection.BlockingChannel | None = None
-    retry_at: float = 0.0
-
-    def __init__(self) -> None:
-        self.backoff = Backoff(first=0.25, cap=5.0)
 
 
 class OrderPublisher:
     def __init__(self, rabbit: RabbitSettings, queue: BillingQueue) -> None:
         self.rabbit = rabbit
         self.queue = queue
-        self._state = _ThreadState()
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._connecting = asyncio.Lock()
+        self._backoff = Backoff(first=0.25, cap=5.0)
+        self._retry_at = 0.0
 
-    def publish(self, order: Order) -> str:
+    async def publish(self, order: Order) -> str:
         """Publish and wait for the broker's confirm; return the message_id or raise BrokerUnavailable.
 
         A publish interrupted by a lost connection is sent once more on a new
         one with the same message_id, which billing-app stores only once.
         """
-        message_id = uuid.uuid4().hex
-        body = order.to_json()
+        message = aio_pika.Message(
+            order.to_json(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=uuid.uuid4().hex,
+        )
         for attempt in (1, 2):
-            channel = self._channel()
+            channel = await self._open_channel()
             try:
-                channel.basic_publish(
-                    exchange="",
-                    routing_key=self.queue.name,
-                    body=body,
-                    properties=pika.BasicProperties(
-                        content_type="application/json",
-                        delivery_mode=pika.DeliveryMode.Persistent,
-                        message_id=message_id,
-                    ),
-                    mandatory=True,
+                await channel.default_exchange.publish(
+                    message, routing_key=self.queue.name, mandatory=True, timeout=CONFIRM_TIMEOUT_SECONDS
                 )
-                return message_id
-            except (amqp_exc.NackError, amqp_exc.UnroutableError) as exc:
+                return message.message_id
+            except aiormq.exceptions.DeliveryError as exc:  # nack, or returned as unroutable
                 raise BrokerUnavailable(f"the broker refused the message: {type(exc).__name__}") from None
-            except (amqp_exc.AMQPError, OSError) as exc:
-                self._drop(exc)
+            except CONNECTION_ERRORS as exc:
+                await self._drop(exc)
                 if attempt == 2:
                     raise BrokerUnavailable("lost the connection to the broker") from None
         raise AssertionError("unreachable")
 
-    def ping(self) -> None:
-        """Raise BrokerUnavailable unless this thread holds an open channel."""
-        self._channel()
+    async def ping(self) -> None:
+        """Raise BrokerUnavailable unless an open channel to the broker is at hand."""
+        await self._open_channel()
 
-    def _channel(self) -> pika.adapters.blocking_connection.BlockingChannel:
-        state = self._state
-        if state.channel is not None and state.channel.is_open:
+    async def _open_channel(self) -> AbstractChannel:
+        if self._channel is not None and not self._channel.is_closed:
+            return self._channel
+        async with self._connecting:  # one attempt at a time; the others wait for its result
+            if self._channel is not None and not self._channel.is_closed:
+                return self._channel
+            await self._drop(None)
+            if time.monotonic() < self._retry_at:
+                raise BrokerUnavailable("the broker is unreachable, retrying shortly")
             try:
-                # Services heartbeats and notices a connection the broker closed meanwhile.
-                state.connection.process_data_events(time_limit=0)
-                return state.channel
-            except (amqp_exc.AMQPError, OSError) as exc:
-                self._drop(exc)
-        if time.monotonic() < state.retry_at:
-            raise BrokerUnavailable("the broker is unreachable, retrying shortly")
+                self._connection, self._channel = await self._connect()
+            except CONNECTION_ERRORS as exc:
+                self._retry_at = time.monotonic() + self._backoff.next_delay()
+                log.warning("cannot reach the broker", extra={"broker": self.rabbit.describe(), "error": repr(exc)})
+                raise BrokerUnavailable("the broker is unreachable") from None
+            self._backoff.reset()
+            self._retry_at = 0.0
+            log.info("connected to the broker", extra={"broker": self.rabbit.describe()})
+            return self._channel
+
+    async def _connect(self) -> tuple[AbstractConnection, AbstractChannel]:
+        rabbit = self.rabbit
+        connection = await aio_pika.connect(
+            host=rabbit.host,
+            port=rabbit.port,
+            login=rabbit.user,
+            password=rabbit.password,
+            virtualhost=rabbit.vhost,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            heartbeat=HEARTBEAT_SECONDS,
+        )
         try:
-            connection = pika.BlockingConnection(self.rabbit.parameters())
-            channel = connection.channel()
-            self.queue.declare(channel)
-            channel.confirm_delivery()
-        except (amqp_exc.AMQPError, OSError) as exc:
-            state.retry_at = time.monotonic() + state.backoff.next_delay()
-            log.warning("cannot reach the broker", extra={"broker": self.rabbit.describe(), "error": repr(exc)})
-            raise BrokerUnavailable("the broker is unreachable") from None
-        state.connection, state.channel = connection, channel
-        state.backoff.reset()
-        state.retry_at = 0.0
-        log.info("connected to the broker", extra={"broker": self.rabbit.describe()})
-        return channel
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            for name, arguments in self.queue.declarations():
+                await channel.declare_queue(name, durable=True, arguments=arguments or None)
+        except BaseException:
+            await connection.close()
+            raise
+        return connection, channel
 
-    def _drop(self, exc: BaseException) -> None:
-        state = self._state
-        log.warning("broker connection lost", extra={"error": repr(exc)})
-        if state.connection is not None and state.connection.is_open:
-            with contextlib.suppress(amqp_exc.AMQPError, OSError):
-                state.connection.close()
-        state.connection = state.channel = None
+    async def _drop(self, exc: BaseException | None) -> None:
+        if exc is not None:
+            log.warning("broker connection lost", extra={"error": repr(exc)})
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and not connection.is_closed:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await asyncio.wait_for(connection.close(), timeout=2)
 
-    def close(self) -> None:
-        if self._state.connection is not None and self._state.connection.is_open:
-            self._state.connection.close()
+    async def close(self) -> None:
+        await self._drop(None)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from moviestream_common.conventions import strict_json
+
 FIELDS = ("user_id", "number_of_items", "total_amount")
 MAX_BODY_BYTES = 16 * 1024
 MAX_USER_ID = 2**63 - 1
@@ -40,7 +42,7 @@ def parse_order_body(body: bytes) -> Order:
     if len(body) > MAX_BODY_BYTES:
         raise InvalidOrder(f"body is larger than {MAX_BODY_BYTES} bytes")
     try:
-        data = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        data = strict_json(body)
     except (ValueError, RecursionError) as exc:
         raise InvalidOrder(f"body is not valid JSON: {exc}") from None
     return parse_order(data)
@@ -60,10 +62,6 @@ def parse_order(data: Any) -> Order:
         number_of_items=_integer(data["number_of_items"], "number_of_items", minimum=1, maximum=MAX_ITEMS),
         total_amount=_amount(data["total_amount"]),
     )
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _number(value: Any, field: str) -> Decimal:

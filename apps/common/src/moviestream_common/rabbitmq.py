@@ -1,8 +1,8 @@
 """The billing queue: connection settings and the one declaration that publisher and consumer share.
 
 A queue redeclared with different arguments makes RabbitMQ close the
-channel (PRECONDITION_FAILED), so the gateway and billing-app both call
-`declare()` from here and can never disagree.
+channel (PRECONDITION_FAILED), so the gateway and billing-app both take
+the declarations from here and can never disagree.
 """
 
 from __future__ import annotations
@@ -33,18 +33,27 @@ class BillingQueue:
     def from_env(cls) -> BillingQueue:
         return cls(env_str("BILLING_QUEUE", DEFAULT_QUEUE))
 
+    def declarations(self) -> list[tuple[str, dict[str, str]]]:
+        """(queue, arguments) in the order to declare them: the dead-letter queue, then the work queue routing to it.
+
+        Every queue is durable. A pika channel takes these through `declare()`; the gateway's aio-pika channel
+        declares the same list.
+        """
+        return [
+            (self.dead_letter, {}),
+            (
+                self.name,
+                {
+                    "x-queue-type": "classic",
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": self.dead_letter,
+                },
+            ),
+        ]
+
     def declare(self, channel: BlockingChannel) -> None:
-        """Declare the dead-letter queue, then the work queue that routes rejects to it."""
-        channel.queue_declare(queue=self.dead_letter, durable=True)
-        channel.queue_declare(
-            queue=self.name,
-            durable=True,
-            arguments={
-                "x-queue-type": "classic",
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": self.dead_letter,
-            },
-        )
+        for queue, arguments in self.declarations():
+            channel.queue_declare(queue=queue, durable=True, arguments=arguments or None)
 
 
 @dataclass(frozen=True)

@@ -1,33 +1,19 @@
-"""HTTP conventions shared by every service: JSON errors, request IDs, access log lines, health probes."""
+"""The conventions (moviestream_common.conventions) for the Flask services, with /healthz and /readyz."""
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, make_server
 
-REQUEST_ID_HEADER = "X-Request-ID"
-MAX_REQUEST_ID_LENGTH = 128
+from moviestream_common.conventions import REQUEST_ID_HEADER, ApiError, log_access, parse_json, request_id_from
 
-access_log = logging.getLogger("access")
-
-
-class ApiError(Exception):
-    """An error the client can act on, answered as {"error": message} with its status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+__all__ = ["ApiError", "error_response", "install_conventions", "json_body", "serve_in_background"]
 
 
 def error_response(status: int, message: str) -> tuple[Response, int]:
@@ -45,23 +31,14 @@ def install_conventions(app: Flask, readiness: Callable[[], dict[str, str]]) -> 
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = incoming if 0 < len(incoming) <= MAX_REQUEST_ID_LENGTH else uuid.uuid4().hex
+        g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
 
     @app.after_request
     def _log(response: Response) -> Response:
-        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
-        started = g.get("started")
-        access_log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3) if started else None,
-                "request_id": g.get("request_id"),
-            },
-        )
+        request_id = g.get("request_id") or request_id_from(None)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        started = g.get("started", time.perf_counter())
+        log_access(request.method, request.path, response.status_code, time.perf_counter() - started, request_id)
         return response
 
     @app.errorhandler(ApiError)
@@ -89,20 +66,9 @@ def install_conventions(app: Flask, readiness: Callable[[], dict[str, str]]) -> 
         return jsonify(status="ok"), 200
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not allowed in JSON")
-
-
 def json_body() -> Any:
     """The request body parsed as JSON (fractions as Decimal), whatever its Content-Type, or a 400 saying why not."""
-    try:
-        return json.loads(request.get_data(), parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, f"body is not valid JSON: {exc}") from None
-
-
-def request_id() -> str:
-    return g.get("request_id") or uuid.uuid4().hex
+    return parse_json(request.get_data())
 
 
 def serve_in_background(app: Flask, port: int, host: str = "0.0.0.0") -> BaseWSGIServer:  # noqa: S104

@@ -1,0 +1,73 @@
+"""The shared HTTP conventions (moviestream_common.conventions) as aiohttp middleware, plus /healthz and /readyz."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Handler
+
+from moviestream_common.conventions import REQUEST_ID_HEADER, ApiError, access_log, log_access, request_id_from
+
+REQUEST_ID = web.RequestKey("request_id", str)
+STARTED = web.RequestKey("started", float)
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request ID on every request and response, and every error answered as JSON."""
+    request[STARTED] = time.perf_counter()
+    request[REQUEST_ID] = request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = error_response(exc.status, exc.message)
+    except web.HTTPException as exc:  # the router's 404 and 405, the body limit's 413
+        if exc.status < 400:
+            raise
+        response = error_response(exc.status, exc.text or exc.reason)
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": request_id})
+        response = error_response(500, "internal error")
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One JSON line per request, written after the response has gone out, so it adds no latency."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, seconds: float) -> None:
+        # uvloop's clock, which aiohttp's `seconds` comes from, ticks in whole milliseconds.
+        started = request.get(STARTED)
+        if started is not None:
+            seconds = time.perf_counter() - started
+        log_access(request.method, request.path, response.status, seconds, response.headers.get(REQUEST_ID_HEADER, ""))
+
+    @property
+    def enabled(self) -> bool:
+        return access_log.isEnabledFor(logging.INFO)
+
+
+def add_probes(app: web.Application, readiness: Callable[[], Awaitable[dict[str, str]]]) -> None:
+    """/healthz answers while the process serves; /readyz names each dependency that does not answer."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        problems = await readiness()
+        if problems:
+            return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+        return web.json_response({"status": "ok"})
+
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_get("/readyz", readyz, allow_head=False)

@@ -1,0 +1,64 @@
+"""The HTTP conventions every service keeps, whatever its web framework.
+
+Errors are answered as {"error": message}; a request carries an
+X-Request-ID (the caller's if it sent a usable one, otherwise a new one)
+into its log line, its response and any request it makes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from decimal import Decimal
+from typing import Any
+
+REQUEST_ID_HEADER = "X-Request-ID"
+MAX_REQUEST_ID_LENGTH = 128
+
+access_log = logging.getLogger("access")
+
+
+class ApiError(Exception):
+    """An error the client can act on, answered as {"error": message} with its status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def request_id_from(incoming: str | None) -> str:
+    """The caller's request ID if it sent a usable one, otherwise a new one."""
+    return incoming if incoming and len(incoming) <= MAX_REQUEST_ID_LENGTH else uuid.uuid4().hex
+
+
+def log_access(method: str, path: str, status: int, seconds: float, request_id: str) -> None:
+    """The one access line per request, with the same fields from every service."""
+    access_log.info(
+        "request",
+        extra={
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "request_id": request_id,
+        },
+    )
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def strict_json(body: bytes | str) -> Any:
+    """JSON with fractions as Decimal and without NaN or Infinity; ValueError or RecursionError if it is not."""
+    return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body parsed by `strict_json`, or a 400 saying why not."""
+    try:
+        return strict_json(body)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
