@@ -48,6 +48,16 @@ def test_title_search_can_use_the_trigram_index(app: Flask) -> None:
     assert "movies_title_trgm" in plan
 
 
+def test_new_titles_go_straight_into_the_trigram_index(app: Flask) -> None:
+    engine = app.extensions["inventory_engine"]
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER INDEX movies_title_trgm SET (fastupdate = on)"))  # as an older release made it
+    db.create_schema(engine)
+    with engine.connect() as conn:
+        options = conn.execute(sa.text("SELECT reloptions FROM pg_class WHERE relname = 'movies_title_trgm'")).scalar()
+    assert options == ["fastupdate=off"]
+
+
 def test_health_and_readiness_answer_ok_with_a_live_database(client: FlaskClient) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     response = client.get("/readyz")
