@@ -1,8 +1,10 @@
 """gunicorn settings for the HTTP services: `gunicorn -c python:moviestream_common.gunicorn_config APP`.
 
-Worker count comes from WEB_CONCURRENCY (gunicorn reads it itself) and
-threads from GUNICORN_THREADS; access lines are written by the
-application as JSON, so gunicorn's own access log stays off.
+Worker count comes from WEB_CONCURRENCY (gunicorn reads it itself).
+inventory-app uses the threaded worker set here, with GUNICORN_THREADS
+threads; api-gateway replaces it on its command line with aiohttp's
+uvloop worker. Access lines are written by the applications as JSON, so
+gunicorn's own access log stays off.
 """
 
 from moviestream_common.config import env_int
