@@ -18,6 +18,7 @@ import uuid
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection
+from aio_pika.connection import make_url
 
 from moviestream_common.orders import Order
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
@@ -99,20 +100,22 @@ class OrderPublisher:
 
     async def _connect(self) -> tuple[AbstractConnection, AbstractChannel]:
         rabbit = self.rabbit
-        connection = await aio_pika.connect(
+        url = make_url(
             host=rabbit.host,
             port=rabbit.port,
             login=rabbit.user,
             password=rabbit.password,
             virtualhost=rabbit.vhost,
-            timeout=CONNECT_TIMEOUT_SECONDS,
             heartbeat=HEARTBEAT_SECONDS,
         )
+        connection = aio_pika.Connection(url)
         try:
+            await connection.connect(timeout=CONNECT_TIMEOUT_SECONDS)
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             for name, arguments in self.queue.declarations():
                 await channel.declare_queue(name, durable=True, arguments=arguments or None)
         except BaseException:
+            # Also after a failed connect(), so no half-made connection is left for the garbage collector.
             await connection.close()
             raise
         return connection, channel
