@@ -12,12 +12,12 @@ from aiohttp import web
 
 from api_gateway import billing, conventions, docs, proxy
 from api_gateway.publisher import BrokerUnavailable, OrderPublisher
+from moviestream_common import gunicorn_config
 from moviestream_common.config import env_float, env_str
 from moviestream_common.logs import configure_logging
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
 
 MAX_BODY_BYTES = 128 * 1024
-KEEPALIVE_SECONDS = 75
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,14 @@ def create_app() -> web.Application:
 
 
 async def serve() -> web.AppRunner:
-    """What gunicorn's aiohttp worker runs: the application, with one JSON access line per request."""
+    """What gunicorn's aiohttp worker runs: the application, with one JSON access line per request.
+
+    A runner of our own is how the access logger gets in; it takes gunicorn's keep-alive and, like
+    aiohttp's worker, 95 % of gunicorn's graceful timeout to finish the requests in flight.
+    """
     return web.AppRunner(
         create_app(),
         access_log_class=conventions.AccessLogger,
-        keepalive_timeout=KEEPALIVE_SECONDS,
-        shutdown_timeout=15,
+        keepalive_timeout=gunicorn_config.keepalive,
+        shutdown_timeout=gunicorn_config.graceful_timeout * 0.95,
     )

@@ -10,7 +10,14 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
-from moviestream_common.conventions import REQUEST_ID_HEADER, ApiError, access_log, log_access, request_id_from
+from moviestream_common.conventions import (
+    REQUEST_ID_HEADER,
+    ApiError,
+    access_log,
+    log_access,
+    readiness_answer,
+    request_id_from,
+)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 STARTED = web.RequestKey("started", float)
@@ -64,10 +71,8 @@ def add_probes(app: web.Application, readiness: Callable[[], Awaitable[dict[str,
         return web.json_response({"status": "ok"})
 
     async def readyz(_request: web.Request) -> web.Response:
-        problems = await readiness()
-        if problems:
-            return web.json_response({"status": "unavailable", "problems": problems}, status=503)
-        return web.json_response({"status": "ok"})
+        body, status = readiness_answer(await readiness())
+        return web.json_response(body, status=status)
 
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)

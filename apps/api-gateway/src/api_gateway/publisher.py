@@ -21,12 +21,11 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aio_pika.connection import make_url
 
 from moviestream_common.orders import Order
-from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
+from moviestream_common.rabbitmq import HEARTBEAT_SECONDS, BillingQueue, RabbitSettings
 from moviestream_common.retry import Backoff
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 30
 CONNECT_TIMEOUT_SECONDS = 5.0
 CONFIRM_TIMEOUT_SECONDS = 5.0
 # What a dropped or hung connection raises; a refusal by the broker is a DeliveryError instead.

@@ -33,6 +33,13 @@ def request_id_from(incoming: str | None) -> str:
     return incoming if incoming and len(incoming) <= MAX_REQUEST_ID_LENGTH else uuid.uuid4().hex
 
 
+def readiness_answer(problems: dict[str, str]) -> tuple[dict[str, Any], int]:
+    """/readyz's body and status: 200 when no dependency has a problem, else 503 naming each one."""
+    if problems:
+        return {"status": "unavailable", "problems": problems}, 503
+    return {"status": "ok"}, 200
+
+
 def log_access(method: str, path: str, status: int, seconds: float, request_id: str) -> None:
     """The one access line per request, with the same fields from every service."""
     access_log.info(

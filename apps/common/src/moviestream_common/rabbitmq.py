@@ -19,6 +19,7 @@ from moviestream_common.config import env_int, env_str
 DEFAULT_QUEUE = "billing_queue"
 DEAD_LETTER_SUFFIX = ".dead-letter"
 REASON_HEADER = "x-rejection-reason"
+HEARTBEAT_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class RabbitSettings:
             vhost=env_str("RABBITMQ_VHOST", "/"),
         )
 
-    def parameters(self, *, heartbeat: int = 30) -> pika.ConnectionParameters:
+    def parameters(self, *, heartbeat: int = HEARTBEAT_SECONDS) -> pika.ConnectionParameters:
         return pika.ConnectionParameters(
             host=self.host,
             port=self.port,

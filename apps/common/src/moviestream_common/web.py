@@ -11,7 +11,14 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from moviestream_common.conventions import REQUEST_ID_HEADER, ApiError, log_access, parse_json, request_id_from
+from moviestream_common.conventions import (
+    REQUEST_ID_HEADER,
+    ApiError,
+    log_access,
+    parse_json,
+    readiness_answer,
+    request_id_from,
+)
 
 __all__ = ["ApiError", "error_response", "install_conventions", "json_body", "serve_in_background"]
 
@@ -60,10 +67,8 @@ def install_conventions(app: Flask, readiness: Callable[[], dict[str, str]]) -> 
 
     @app.get("/readyz")
     def _readyz() -> tuple[Response, int]:
-        problems = readiness()
-        if problems:
-            return jsonify(status="unavailable", problems=problems), 503
-        return jsonify(status="ok"), 200
+        body, status = readiness_answer(readiness())
+        return jsonify(body), status
 
 
 def json_body() -> Any:
