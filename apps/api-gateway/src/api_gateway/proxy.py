@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 
-import aiohttp
 from aiohttp import web
-from yarl import URL
 
 from api_gateway.conventions import REQUEST_ID
+from api_gateway.upstream import UpstreamError, UpstreamPool, UpstreamTimeout
 from moviestream_common.conventions import REQUEST_ID_HEADER, ApiError
 
 log = logging.getLogger(__name__)
@@ -19,62 +18,43 @@ METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 
 
 class InventoryClient:
-    """A pool of keep-alive connections to INVENTORY_URL.
+    """The inventory API at INVENTORY_URL, over a pool of keep-alive connections (api_gateway.upstream).
 
-    aiohttp sends an idempotent request once more when the inventory had
-    closed the pooled connection it went out on; a POST is never sent twice.
+    A request whose pooled connection the inventory had closed is sent once
+    more if it is idempotent; a POST is never sent twice.
     """
 
     def __init__(self, base_url: str, *, connect_timeout: float, read_timeout: float) -> None:
         self.base_url = base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout)
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        # Made on first use, inside the event loop that serves the requests.
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=self.timeout,
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
-            )
-        return self._session
+        self.pool = UpstreamPool(self.base_url, connect_timeout=connect_timeout, read_timeout=read_timeout)
 
     async def forward(self, method: str, target: str, body: bytes, headers: dict[str, str]) -> web.Response:
         """Send the request on and answer with the inventory's status, body and content headers."""
         try:
-            async with self.session.request(
-                method,
-                URL(self.base_url + target, encoded=True),
-                data=body or None,
-                headers=headers,
-                allow_redirects=False,
-            ) as upstream:
-                content = await upstream.read()
-        except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors
-            log.warning("inventory timed out", extra={"error": repr(exc)})
+            upstream = await self.pool.request(method, target, headers, body)
+        except UpstreamTimeout as exc:
+            log.warning("inventory timed out", extra={"error": str(exc)})
             raise ApiError(504, "the inventory API did not answer in time") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            log.warning("inventory unreachable", extra={"error": repr(exc)})
+        except UpstreamError as exc:
+            log.warning("inventory unreachable", extra={"error": str(exc)})
             raise ApiError(502, "the inventory API is unreachable") from None
-        answer = web.Response(body=content, status=upstream.status)
+        answer = web.Response(body=upstream.body, status=upstream.status)
         for name in FORWARDED_RESPONSE_HEADERS:
-            if name in upstream.headers:
-                answer.headers[name] = upstream.headers[name]
+            value = upstream.headers.get(name.lower())
+            if value is not None:
+                answer.headers[name] = value
         return answer
 
     async def problem(self) -> str | None:
         """Why the inventory is not ready, or None when its /readyz answers 200."""
         try:
-            async with self.session.get(self.base_url + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as answer:
-                return None if answer.status == 200 else f"/readyz answered {answer.status}"
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            answer = await self.pool.request("GET", "/readyz", {}, timeout=2)
+        except UpstreamError as exc:
             return type(exc).__name__
+        return None if answer.status == 200 else f"/readyz answered {answer.status}"
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self.pool.close()
 
 
 CLIENT = web.AppKey("inventory_client", InventoryClient)
