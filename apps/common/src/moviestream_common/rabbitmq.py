@@ -37,7 +37,7 @@ class BillingQueue:
     def declarations(self) -> list[tuple[str, dict[str, str]]]:
         """(queue, arguments) in the order to declare them: the dead-letter queue, then the work queue routing to it.
 
-        Every queue is durable. A pika channel takes these through `declare()`; the gateway's aio-pika channel
+        Every queue is durable. A pika channel takes these through `declare()`; the gateway's aiormq channel
         declares the same list.
         """
         return [

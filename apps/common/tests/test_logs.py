@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from moviestream_common.logs import BatchingHandler
+
+
+class Recording(io.StringIO):
+    """A stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+@pytest.fixture
+def logger() -> Iterator[logging.Logger]:
+    log = logging.getLogger("test_logs")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    yield log
+    for handler in log.handlers:
+        handler.close()
+    log.handlers.clear()
+
+
+def _handler(log: logging.Logger, stream: io.TextIOBase, flush_seconds: float = 0.2) -> BatchingHandler:
+    handler = BatchingHandler(stream, flush_seconds)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log.addHandler(handler)
+    return handler
+
+
+def test_info_lines_are_held_then_written_together_in_order(logger) -> None:
+    stream = Recording()
+    _handler(logger, stream, flush_seconds=0.3)
+    for n in range(3):
+        logger.info("line %d", n)
+    assert stream.writes == []
+    deadline = time.monotonic() + 3
+    while not stream.writes and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stream.writes == ["INFO line 0\nINFO line 1\nINFO line 2\n"]
+
+
+def test_a_warning_goes_out_at_once_after_the_lines_before_it(logger) -> None:
+    stream = Recording()
+    _handler(logger, stream, flush_seconds=60)
+    logger.info("request")
+    logger.error("broken")
+    assert stream.writes == ["INFO request\nERROR broken\n"]
+
+
+def test_each_write_is_whole_lines_within_pipe_buf(logger) -> None:
+    stream = Recording()
+    handler = _handler(logger, stream, flush_seconds=60)
+    lines = [f"{n:04d} " + "x" * (50 + n % 300) for n in range(200)]
+    for line in lines:
+        logger.info(line)
+    handler.flush()
+    assert len(stream.writes) > 1
+    assert all(len(write) <= select.PIPE_BUF and write.endswith("\n") for write in stream.writes)
+    assert "".join(stream.writes) == "".join(f"INFO {line}\n" for line in lines)
+
+
+def test_closing_writes_what_is_pending(logger) -> None:
+    stream = Recording()
+    handler = _handler(logger, stream, flush_seconds=60)
+    logger.info("last words")
+    handler.close()
+    assert stream.getvalue() == "INFO last words\n"
+
+
+def test_a_forked_child_does_not_write_its_parents_pending_lines(logger, tmp_path) -> None:
+    path = tmp_path / "out.log"
+    with path.open("w") as stream:
+        handler = _handler(logger, stream, flush_seconds=60)
+        logger.info("parent")
+        pid = os.fork()
+        if pid == 0:
+            logger.info("child")
+            handler.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        handler.flush()
+    assert sorted(path.read_text().splitlines()) == ["INFO child", "INFO parent"]
+
+
+def test_a_process_that_exits_writes_its_last_lines_as_json() -> None:
+    program = (
+        "import logging; from moviestream_common.logs import configure_logging; "
+        "configure_logging('svc'); logging.getLogger('x').info('bye', extra={'n': 1})"
+    )
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=30, check=True)
+    [line] = out.stdout.splitlines()
+    assert json.loads(line) | {"time": None} == {
+        "level": "INFO",
+        "logger": "x",
+        "message": "bye",
+        "service": "svc",
+        "n": 1,
+        "time": None,
+    }
