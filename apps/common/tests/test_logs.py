@@ -7,6 +7,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -115,3 +116,25 @@ def test_a_process_that_exits_writes_its_last_lines_as_json() -> None:
         "n": 1,
         "time": None,
     }
+
+
+def test_info_lines_are_made_off_the_callers_thread_with_the_message_as_it_was(logger) -> None:
+    threads: list[str] = []
+
+    class Noting(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            threads.append(threading.current_thread().name)
+            return super().format(record)
+
+    stream = Recording()
+    handler = _handler(logger, stream, flush_seconds=0.05)
+    handler.setFormatter(Noting("%(levelname)s %(message)s"))
+    seen = ["a"]
+    logger.info("seen %s", seen)
+    seen.append("b")  # changed after the call: the line still shows what was logged
+    deadline = time.monotonic() + 3
+    while not stream.writes and time.monotonic() < deadline:
+        time.sleep(0.02)
+    logger.warning("now")
+    assert stream.getvalue() == "INFO seen ['a']\nWARNING now\n"
+    assert threads == ["log-flusher", threading.current_thread().name]
