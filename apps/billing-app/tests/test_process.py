@@ -62,7 +62,8 @@ def test_sigterm_acknowledges_the_batch_in_hand_and_exits_0(broker, stored, star
     logs = [json.loads(line) for line in process.stdout.read().splitlines()]
     assert all(line["service"] == "billing-app" for line in logs)
     assert logs[-1]["message"] == "stopped"
-    assert sum(line["message"] == "order stored" for line in logs) == len(rows)
+    logged = [i for line in logs if line["message"] == "orders stored" for i in line["message_ids"]]
+    assert sorted(logged) == sorted(row["message_id"] for row in rows)
 
 
 def test_reconnects_to_the_broker_with_backoff_and_readiness_follows(

@@ -107,9 +107,16 @@ class BatchConsumer:
                 self._dead_letter(channel, delivery, str(exc))
         stored = self._store(channel, rows, deliveries)
         channel.basic_ack(delivery_tag=deliveries[-1].tag, multiple=True)
-        for row in rows:
-            outcome = "order stored" if row["message_id"] in stored else "order already stored"
-            log.info(outcome, extra={"message_id": row["message_id"], "user_id": row["user_id"]})
+        # One line per batch: a line per order cost a quarter of the throughput at thousands of orders a second.
+        ids = [row["message_id"] for row in rows]
+        log.info(
+            "orders stored",
+            extra={
+                "stored": len(stored),
+                "message_ids": [i for i in ids if i in stored],
+                "already_stored": [i for i in ids if i not in stored],
+            },
+        )
 
     def _store(self, channel: BlockingChannel, rows: list[dict[str, Any]], deliveries: list[Delivery]) -> set[str]:
         try:
