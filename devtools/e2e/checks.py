@@ -1,4 +1,4 @@
-"""The end-to-end checks. Each takes a Platform and raises CheckFailed with what it saw."""
+"""The end-to-end checks. Each takes a Platform and raises CheckFailed (or waiting.Timeout) with what it saw."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from devtools.e2e.platform import Platform
+from devtools.waiting import wait_for
 
 BACKLOG = 2000
 
@@ -46,14 +46,6 @@ def new_user_id() -> int:
     return secrets.randbelow(10**12) + 10**12
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise CheckFailed(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def check_movie_crud_round_trip(platform: Platform) -> None:
     title = f"E2E {secrets.token_hex(4)}"
     status, movie = call(platform, "POST", "/api/movies", {"title": title, "description": "first cut"})
@@ -81,7 +73,11 @@ def check_order_posted_while_billing_is_down_is_stored_after_restart(platform: P
         expect(platform.count_orders(user) == 0, "the order was stored while billing-app was stopped")
     finally:
         platform.start_billing()
-    wait_until(lambda: platform.count_orders(user) == 1, 30, "the order after billing-app restarted")
+    wait_for(
+        lambda: platform.count_orders(user) == 1,
+        timeout=30,
+        what="the order after billing-app restarted",
+    )
 
 
 def check_billing_killed_mid_backlog_stores_every_order_exactly_once(platform: Platform) -> None:
@@ -93,13 +89,21 @@ def check_billing_killed_mid_backlog_stores_every_order_exactly_once(platform: P
         expect(statuses == [200] * BACKLOG, f"{BACKLOG - statuses.count(200)} orders were not accepted")
     finally:
         platform.start_billing()
-    wait_until(lambda: platform.count_orders(user) > 0, 30, "billing-app to start draining the backlog")
+    wait_for(
+        lambda: platform.count_orders(user) > 0,
+        timeout=30,
+        what="billing-app to start draining the backlog",
+    )
     with platform.blocking_order_writes():
         stored_before_kill = platform.count_orders(user)
         platform.kill_billing()
     expect(0 < stored_before_kill < BACKLOG, f"billing-app was not killed mid-backlog ({stored_before_kill} stored)")
     platform.start_billing()
-    wait_until(lambda: platform.count_orders(user) >= BACKLOG, 60, f"{BACKLOG} orders after the restart")
+    wait_for(
+        lambda: platform.count_orders(user) >= BACKLOG,
+        timeout=60,
+        what=f"{BACKLOG} orders after the restart",
+    )
     time.sleep(1)
     stored = platform.count_orders(user)
     expect(stored == BACKLOG, f"{stored} orders stored for {BACKLOG} posted")
@@ -111,7 +115,7 @@ def check_poison_message_is_dead_lettered_and_the_next_order_is_stored(platform:
     platform.publish_raw(b'{"user_id": "1", "number_of_items": "-4"}', poison_id)
     status, _ = call(platform, "POST", "/api/billing", order(user))
     expect(status == 200, f"POST /api/billing answered {status}")
-    wait_until(lambda: platform.count_orders(user) == 1, 30, "the order after the poison message")
+    wait_for(lambda: platform.count_orders(user) == 1, timeout=30, what="the order after the poison message")
     reasons = platform.dead_letter_reasons(poison_id)
     expect(len(reasons) == 1 and "missing field(s): total_amount" in reasons[0], f"dead letter reasons: {reasons}")
 
@@ -123,10 +127,10 @@ def check_broker_unreachable_gives_503_then_recovers(platform: Platform) -> None
         expect(status == 503 and "error" in body, f"with RabbitMQ unreachable POST /api/billing answered {status}")
     finally:
         platform.start_broker()
-    wait_until(
+    wait_for(
         lambda: call(platform, "POST", "/api/billing", order(new_user_id()))[0] == 200,
-        30,
-        "a 200 after the broker returned",
+        timeout=30,
+        what="a 200 after the broker returned",
     )
 
 
