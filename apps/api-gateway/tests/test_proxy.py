@@ -78,3 +78,11 @@ def test_readiness_names_the_dependency_that_does_not_answer(gateway_for, invent
     down = gateway_for(f"http://127.0.0.1:{unused_port}").get("/readyz")
     assert down.status == 503
     assert list(down.json()["problems"]) == ["inventory"]
+
+
+def test_an_unusable_request_id_is_replaced_by_one_sent_on_and_returned(gateway_for, recorder) -> None:
+    client: BackgroundServer = gateway_for(recorder.url)
+    response = client.get("/api/movies", headers={"X-Request-ID": "caf\u00e9 latte"})
+    [seen] = recorder.requests
+    assert len(response.headers["X-Request-ID"]) == 32
+    assert seen["headers"]["X-Request-ID"] == response.headers["X-Request-ID"]

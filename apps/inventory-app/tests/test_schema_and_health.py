@@ -83,6 +83,10 @@ def test_request_id_is_kept_or_made_and_logged_as_json(client: FlaskClient, capl
     response = client.get("/api/movies", headers={"X-Request-ID": "abc-123"})
     assert response.headers["X-Request-ID"] == "abc-123"
     assert len(client.get("/api/movies").headers["X-Request-ID"]) == 32
+    for unusable in ("x" * 129, "has space", "caf\u00e9"):
+        replaced = client.get("/api/movies", headers={"X-Request-ID": unusable}).headers["X-Request-ID"]
+        assert len(replaced) == 32
+        assert replaced != unusable
     json_formatter = logging.getLogger().handlers[0].formatter
     access = [json.loads(json_formatter.format(record)) for record in caplog.records if record.name == "access"]
     assert access[0]["request_id"] == "abc-123"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -28,9 +29,13 @@ class ApiError(Exception):
         self.message = message
 
 
+# Visible ASCII only: an ID must read the same in the response, the log line and the request made on.
+USABLE_REQUEST_ID = re.compile(rf"[!-~]{{1,{MAX_REQUEST_ID_LENGTH}}}")
+
+
 def request_id_from(incoming: str | None) -> str:
     """The caller's request ID if it sent a usable one, otherwise a new one."""
-    return incoming if incoming and len(incoming) <= MAX_REQUEST_ID_LENGTH else uuid.uuid4().hex
+    return incoming if incoming and USABLE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
 
 
 def readiness_answer(problems: dict[str, str]) -> tuple[dict[str, Any], int]:
