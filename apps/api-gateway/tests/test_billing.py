@@ -3,11 +3,13 @@ from __future__ import annotations
 import json
 import os
 
+import pika
 import pytest
 
 from devtools.aiohttp_server import BackgroundServer
 from devtools.tcp_proxy import TcpProxy
 from devtools.waiting import wait_for
+from moviestream_common.rabbitmq import RabbitSettings
 
 ORDER = {"user_id": "3", "number_of_items": "5", "total_amount": "180"}
 
@@ -67,3 +69,13 @@ def test_broker_down_answers_503_then_recovers_by_itself(gateway_for, inventory_
     proxy.start()
     wait_for(lambda: client.post("/api/billing", json=ORDER).status == 200, timeout=15, what="a 200 again")
     assert len(queue_reader()) == 2
+
+
+def test_an_order_the_broker_cannot_route_answers_503_not_posted(gateway: BackgroundServer, billing_queue) -> None:
+    assert gateway.post("/api/billing", json=ORDER).status == 200  # the gateway has connected and declared the queue
+    connection = pika.BlockingConnection(RabbitSettings.from_env().parameters())
+    connection.channel().queue_delete(billing_queue)  # the mandatory publish now comes back unroutable
+    connection.close()
+    response = gateway.post("/api/billing", json=ORDER)
+    assert response.status == 503
+    assert response.json() == {"error": "order not accepted: the broker refused the message: PublishError"}
