@@ -3,10 +3,11 @@
 Each gateway process keeps one AMQP connection and one channel in confirm
 mode, made with aiormq (the asyncio AMQP client under aio-pika: without
 aio-pika's message and exchange objects a publish costs about a tenth less
-CPU, measured with callgrind). Requests publish on it concurrently: RabbitMQ confirms many
-messages at once, so no request waits for another's round trip. A broker
-that cannot be reached is not tried again until a backoff delay has
-passed, so while RabbitMQ is down requests answer 503 at once.
+CPU, measured with callgrind). Requests publish on it concurrently:
+RabbitMQ confirms many messages at once, so no request waits for another's
+round trip. A broker that cannot be reached is not tried again until a
+backoff delay has passed, so while RabbitMQ is down requests answer 503 at
+once.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ class BatchingHandler(logging.StreamHandler):
     """Makes and writes the lines of INFO records in batches, on a thread of its own, within FLUSH_SECONDS.
 
     Writing each line with a system call of its own, and making the JSON on
-    the request's thread, cost a third of the gateway's CPU per order
+    the request's thread, cost about a fifth of the gateway's CPU per order
     (nginx's `access_log ... buffer= flush=` exists for the same reason).
     Here a request only fixes the record's message, as logging's
     QueueHandler does. A warning or error is written at once, after the lines
