@@ -9,8 +9,8 @@ import pika
 import psycopg
 import pytest
 
-from devtools.local_services import apply_defaults
-from devtools.stack import free_port
+from devtools.stack.local_services import apply_defaults
+from devtools.stack.local_stack import free_port
 
 apply_defaults()
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from invoke import Collection, Context, Exit, task
 
-from devtools import images, preflight, sealed_secrets, sealing
-from devtools import lint as manifest_lint
-from devtools import stack as local_stack
 from devtools.bench import cli as bench_cli
+from devtools.gitops import images, sealed_secrets, sealing
+from devtools.gitops import lint as manifest_lint
+from devtools.stack import local_stack, preflight
 
 
 def _stack(state_dir: str | None = None) -> local_stack.Stack:

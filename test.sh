@@ -42,14 +42,14 @@ ensure_venv() {
 }
 
 ensure_services() {
-  if "${VENV}/bin/python" -m devtools.preflight 2>/dev/null; then
+  if "${VENV}/bin/python" -m devtools.stack.preflight 2>/dev/null; then
     return 0
   fi
   if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
     echo "==> PostgreSQL or RabbitMQ not found locally; starting them with docker compose"
     docker compose -f "${COMPOSE_FILE}" up --detach --wait || die "docker compose could not start the services"
   fi
-  "${VENV}/bin/python" -m devtools.preflight \
+  "${VENV}/bin/python" -m devtools.stack.preflight \
     || die "PostgreSQL and RabbitMQ must be reachable (see above), or Docker must be running"
 }
 

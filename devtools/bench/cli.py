@@ -19,7 +19,7 @@ import psycopg
 
 from devtools.bench import scenarios
 from devtools.bench.scenarios import Results, Settings
-from devtools.stack import ROOT, ScratchStack
+from devtools.stack.local_stack import ROOT, ScratchStack
 
 STEPS = {
     "gateway": scenarios.gateway_overhead,

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from devtools.stack import free_port
+from devtools.stack.local_stack import free_port
 from devtools.waiting import wait_for
 
 CONFIG = """\

@@ -20,7 +20,7 @@ import urllib3
 from billing_app.consumer import DEFAULT_BATCH_SIZE
 from devtools.bench import nginx
 from devtools.bench.loadgen import Load, LoadResult, run
-from devtools.stack import ScratchStack
+from devtools.stack.local_stack import ScratchStack
 from devtools.waiting import wait_for
 
 ORDER = json.dumps({"user_id": "3", "number_of_items": "5", "total_amount": "180"})

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 from devtools.e2e.access import Broker, OrdersDatabase
-from devtools.local_services import apply_defaults
-from devtools.stack import ScratchStack
-from devtools.tcp_proxy import TcpProxy
+from devtools.stack.local_services import apply_defaults
+from devtools.stack.local_stack import ScratchStack
+from devtools.testing.tcp_proxy import TcpProxy
 from moviestream_common.rabbitmq import RabbitSettings
 
 

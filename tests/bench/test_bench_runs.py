@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devtools.manifests import ROOT
+from devtools.gitops.manifests import ROOT
 
 
 def test_a_small_run_reports_every_measurement_with_its_anchor(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from devtools.bench.loadgen import Load, LoadError, parse_wrk, python_load, run, wrk_load
-from devtools.tools import needs_tool
+from devtools.testing.tools import needs_tool
 
 
 class Handler(BaseHTTPRequestHandler):

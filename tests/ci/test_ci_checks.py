@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.ci_checks import ci_problems
-from devtools.manifests import ROOT
+from devtools.gitops.ci_checks import ci_problems
+from devtools.gitops.manifests import ROOT
 
 
 @pytest.fixture

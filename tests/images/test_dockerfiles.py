@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.images import SERVICES
-from devtools.manifests import ROOT
+from devtools.gitops.images import SERVICES
+from devtools.gitops.manifests import ROOT
 from devtools.waiting import Timeout, answers_ok, wait_for
 
 IGNORED = shutil.ignore_patterns("tests", "__pycache__", "*.egg-info", "*.pyc", "build")

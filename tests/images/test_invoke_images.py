@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.manifests import ROOT
+from devtools.gitops.manifests import ROOT
 
 INVOKE = Path(sys.executable).parent / "invoke"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.manifests import ROOT
-from devtools.stack import ScratchStack, free_port
+from devtools.gitops.manifests import ROOT
+from devtools.stack.local_stack import ScratchStack, free_port
 from devtools.waiting import wait_for
 
 INVOKE = Path(sys.executable).parent / "invoke"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.lint import lint
-from devtools.manifests import ROOT
+from devtools.gitops.lint import lint
+from devtools.gitops.manifests import ROOT
 
 COPIED = ["base", "overlays", "sealed-secrets", "clusters", ".yamllint.yaml"]
 

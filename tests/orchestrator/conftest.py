@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools import sealing
-from devtools.manifests import ROOT
+from devtools.gitops import sealing
+from devtools.gitops.manifests import ROOT
 
 VAGRANT = r"""#!/usr/bin/env bash
 echo "vagrant $*" >> "$CALLS_LOG"

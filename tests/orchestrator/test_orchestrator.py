@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from devtools.manifests import ROOT
-from devtools.tools import needs_tool
+from devtools.gitops.manifests import ROOT
+from devtools.testing.tools import needs_tool
 
 from .conftest import Sandbox
 
@@ -118,7 +118,7 @@ def test_create_without_the_sealing_key_explains_how_to_make_one(sandbox: Sandbo
 
 
 def test_create_refuses_a_key_that_does_not_match_the_certificate(sandbox: Sandbox) -> None:
-    from devtools import sealing
+    from devtools.gitops import sealing
 
     other = sandbox.root.parent / "keys" / "vagrant" / "sealing-key.pem"
     other.write_bytes(sealing.new_key_pair().private_key_pem)

@@ -12,10 +12,10 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from devtools import sealed_secrets, sealing
-from devtools.sealed_secrets import CATALOG, NAMESPACE, ClusterPaths
-from devtools.sealing import SealingError
-from devtools.tools import needs_tool
+from devtools.gitops import sealed_secrets, sealing
+from devtools.gitops.sealed_secrets import CATALOG, NAMESPACE, ClusterPaths
+from devtools.gitops.sealing import SealingError
+from devtools.testing.tools import needs_tool
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pika
 import pytest
 
 from api_gateway import serve
-from devtools.aiohttp_server import BackgroundServer
+from devtools.testing.aiohttp_server import BackgroundServer
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
 from moviestream_common.web import serve_in_background
 

@@ -6,8 +6,8 @@ import os
 import pika
 import pytest
 
-from devtools.aiohttp_server import BackgroundServer
-from devtools.tcp_proxy import TcpProxy
+from devtools.testing.aiohttp_server import BackgroundServer
+from devtools.testing.tcp_proxy import TcpProxy
 from devtools.waiting import wait_for
 from moviestream_common.rabbitmq import RabbitSettings
 

@@ -4,7 +4,7 @@ import re
 
 from openapi_spec_validator import validate
 
-from devtools.aiohttp_server import BackgroundServer
+from devtools.testing.aiohttp_server import BackgroundServer
 
 
 def test_openapi_document_is_valid_and_served(gateway: BackgroundServer) -> None:

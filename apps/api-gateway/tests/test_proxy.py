@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from devtools.aiohttp_server import BackgroundServer
+from devtools.testing.aiohttp_server import BackgroundServer
 
 
 def test_movie_crud_round_trip_through_the_gateway(gateway: BackgroundServer) -> None:

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from devtools.tcp_proxy import TcpProxy
+from devtools.testing.tcp_proxy import TcpProxy
 from devtools.waiting import wait_for
 from moviestream_common.rabbitmq import REASON_HEADER
 

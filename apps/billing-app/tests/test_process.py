@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from devtools.tcp_proxy import TcpProxy
+from devtools.testing.tcp_proxy import TcpProxy
 from devtools.waiting import wait_for
 
 

@@ -23,11 +23,11 @@ import pika
 import psycopg
 from psycopg import sql
 
-from devtools.local_services import apply_defaults
+from devtools import ROOT
+from devtools.stack.local_services import apply_defaults
 from devtools.waiting import Timeout, answers_ok, wait_for
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("inventory-app", "billing-app", "api-gateway")  # start order: the gateway needs the inventory
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:moviestream_common.gunicorn_config"]
 

@@ -16,9 +16,17 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from devtools import manifest_rules as rules
-from devtools.ci_checks import ci_problems
-from devtools.manifests import ROOT, Rendered, RenderError, kustomization_dirs, remote_resources, render, yaml_files
+from devtools.gitops import manifest_rules as rules
+from devtools.gitops.ci_checks import ci_problems
+from devtools.gitops.manifests import (
+    ROOT,
+    Rendered,
+    RenderError,
+    kustomization_dirs,
+    remote_resources,
+    render,
+    yaml_files,
+)
 
 VERSIONS_FILE = ROOT / "clusters" / "vagrant" / "versions.env"
 CRD_SCHEMAS = {

@@ -16,10 +16,10 @@ from pathlib import Path
 import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from devtools import sealing
-from devtools.sealing import SealingError
+from devtools import ROOT
+from devtools.gitops import sealing
+from devtools.gitops.sealing import SealingError
 
-ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "moviestream"
 MAX_VALUE_LENGTH = 4096
 SYNC_WAVE = "0"  # after the namespace, before the databases that read them

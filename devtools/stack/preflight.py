@@ -1,6 +1,6 @@
 """Are the local PostgreSQL and RabbitMQ reachable? Says exactly what is missing and how to get it.
 
-`python -m devtools.preflight` exits 0 when both answer, 1 otherwise.
+`python -m devtools.stack.preflight` exits 0 when both answer, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pika
 import psycopg
 from pika import exceptions as amqp_exc
 
-from devtools.local_services import apply_defaults
+from devtools.stack.local_services import apply_defaults
 from moviestream_common.rabbitmq import RabbitSettings
 
 

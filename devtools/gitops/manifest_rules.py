@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from devtools.manifests import Rendered
+from devtools.gitops.manifests import Rendered
 
 # component -> (kind, container port); the HPA column is HPA_BOUNDS
 COMPONENTS = {

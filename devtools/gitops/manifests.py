@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from devtools import ROOT
+
 REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://|^github\.com/")
 
 

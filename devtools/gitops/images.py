@@ -9,7 +9,8 @@ from pathlib import Path
 import docker
 from docker.errors import APIError, BuildError, DockerException
 
-ROOT = Path(__file__).resolve().parent.parent
+from devtools import ROOT
+
 SERVICES = ("inventory-app", "billing-app", "api-gateway")
 
 

@@ -1,0 +1,1 @@
+"""GitOps tooling: rendering and linting manifests, sealing secrets, images, cluster bootstrap."""

@@ -1,0 +1,1 @@
+"""Helpers for tests: servers in threads, a cuttable TCP proxy, programs tests need."""
