@@ -17,6 +17,9 @@ timeout = 30
 graceful_timeout = 20
 accesslog = None
 errorlog = "-"
+# gunicorn's control socket lives under HOME, which the pods cannot write
+# to; nothing here uses it.
+control_socket_disable = True
 # Only the application's JSON lines reach stdout; gunicorn's own lines
 # (start, stop, worker restarts) go through the same JSON handler.
 logconfig_dict = {
