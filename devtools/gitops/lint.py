@@ -16,6 +16,7 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
+from devtools.gitops import cluster_model
 from devtools.gitops import manifest_rules as rules
 from devtools.gitops.ci_checks import ci_problems
 from devtools.gitops.manifests import (
@@ -102,22 +103,33 @@ def rule_problems(source: str, objects: list[Rendered]) -> list[str]:
     return problems + rules.charts_are_pinned(objects)
 
 
-def lint(root: Path = ROOT, log: Any = print) -> list[str]:
-    """Every problem found, each naming its file or object; an empty list means clean."""
+def lint(root: Path = ROOT, log: Any = print, *, allow_remote: bool = False) -> list[str]:
+    """Every problem found, each naming its file or object; an empty list means clean.
+
+    allow_remote renders kustomizations that build on remote URLs too (it needs the network).
+    """
     files = yaml_files(root)
     problems = yamllint_problems(files, root) + rules.secrets_in_files(files, root)
     log(f"yamllint: {len(files)} files")
     version = kubernetes_version(root / "clusters" / "vagrant" / "versions.env")
     remote: dict[str, list[str]] = {}
+    rendered: dict[Path, list[Rendered]] = {}
+
+    def render_once(directory: Path) -> list[Rendered]:
+        if directory.resolve() not in rendered:
+            rendered[directory.resolve()] = render(directory, root)
+        return rendered[directory.resolve()]
+
     for directory in kustomization_dirs(root):
         source = str(directory.relative_to(root))
         urls = remote_resources(directory)
         if urls:
             remote[source] = urls
+        if urls and not allow_remote:
             log(f"skip  {source}: needs the network for {len(urls)} remote resource(s); checked for pinning")
             continue
         try:
-            objects = render(directory, root)
+            objects = render_once(directory)
         except RenderError as error:
             problems.append(str(error))
             continue
@@ -125,6 +137,9 @@ def lint(root: Path = ROOT, log: Any = print) -> list[str]:
         log(f"{'ok  ' if not found else 'FAIL'}  {source}: {len(objects)} objects")
         problems += found
     problems += rules.remote_references_are_pinned(remote)
+    found = cluster_model.problems(root, allow_remote=allow_remote, renderer=render_once)
+    log(f"{'ok  ' if not found else 'FAIL'}  clusters as Argo CD syncs them (waves, namespaces, projects)")
+    problems += found
     found = ci_problems(root)
     status = "ok  " if not found else "FAIL"
     log(f"{status}  workflows, Dependabot, Dockerfiles (schemas, pinning, permissions, hadolint)")

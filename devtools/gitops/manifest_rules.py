@@ -203,7 +203,14 @@ def secret_references_resolve(objects: list[Rendered]) -> list[str]:
     return problems
 
 
-PLACEHOLDERS = {"REPO_URL", "REPO_REVISION"}
+PLACEHOLDERS = {
+    "REPO_URL",
+    "REPO_REVISION",
+    "clusters/CLUSTER/argocd",
+    "clusters/CLUSTER/sealed-secrets",
+    "clusters/CLUSTER/apps",
+    "overlays/CLUSTER",
+}
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -218,9 +225,9 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def placeholders_are_filled(objects: list[Rendered]) -> list[str]:
-    """clusters/vagrant/repository fills REPO_URL and REPO_REVISION; none may reach a cluster unfilled."""
+    """clusters/platform/cluster-settings fills them in from a cluster's settings; none may reach a cluster."""
     return [
-        f"{item}: {value} is not filled in (include the clusters/vagrant/repository component)"
+        f"{item}: {value} is not filled in (include ../settings and clusters/platform/cluster-settings)"
         for item in objects
         for value in sorted(set(_strings(item.obj)) & PLACEHOLDERS)
     ]

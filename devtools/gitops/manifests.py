@@ -72,8 +72,24 @@ def kustomization_dirs(root: Path = ROOT) -> list[Path]:
 
 
 def remote_resources(directory: Path) -> list[str]:
-    data = kustomization(directory)
-    return [str(item) for item in data.get("resources") or [] if REMOTE.match(str(item))]
+    """The remote resources a kustomization builds on, its local bases' and components' included."""
+    found: list[str] = []
+    seen: set[Path] = set()
+
+    def visit(path: Path) -> None:
+        path = path.resolve()
+        if path in seen or not (path / "kustomization.yaml").is_file():
+            return
+        seen.add(path)
+        data = kustomization(path)
+        for item in [*(data.get("resources") or []), *(data.get("components") or [])]:
+            if REMOTE.match(str(item)):
+                found.append(str(item))
+            elif (path / str(item)).is_dir():
+                visit(path / str(item))
+
+    visit(directory)
+    return found
 
 
 def render(directory: Path, root: Path = ROOT) -> list[Rendered]:

@@ -152,10 +152,14 @@ def test_a_broken_kustomization_is_reported(repo: Path) -> None:
     assert problem.startswith("overlays/cloud: kustomize build failed:")
 
 
-def test_an_application_without_the_repository_component_is_refused(repo: Path) -> None:
-    edit(repo / "clusters/vagrant/apps/kustomization.yaml", "  - ../repository\n", "")
+def test_an_application_without_the_cluster_settings_is_refused(repo: Path) -> None:
+    edit(repo / "clusters/vagrant/apps/kustomization.yaml", "  - ../../platform/cluster-settings\n", "")
     problems = problems_of(repo)
     assert (
-        "clusters/vagrant/apps: Application/argocd: REPO_URL is not filled in (include the clusters/vagrant/repository component)"
-        in problems
-    )
+        "clusters/vagrant/apps: Application/argocd: REPO_URL is not filled in "
+        "(include ../settings and clusters/platform/cluster-settings)"
+    ) in problems
+    assert (
+        "clusters/vagrant/apps: Application/workload: overlays/CLUSTER is not filled in "
+        "(include ../settings and clusters/platform/cluster-settings)"
+    ) in problems
