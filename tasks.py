@@ -9,6 +9,7 @@ from pathlib import Path
 
 from invoke import Collection, Context, Exit, task
 
+from devtools import ROOT
 from devtools.bench import cli as bench_cli
 from devtools.gitops import images, sealed_secrets, sealing
 from devtools.gitops import lint as manifest_lint
@@ -144,19 +145,27 @@ def load(c: Context, url: str = DEFAULT_GATEWAY, users: int = 50, spawn_rate: fl
         raise Exit(f"invoke load: Locust reported failures or could not reach {url}", code=1)
 
 
-@task(help={"cluster": "which cluster's key (default vagrant)", "force": "replace an existing key pair"})
+@task(help={"cluster": "which cluster's key (default vagrant)", "force": "replace the key (the old one is kept aside)"})
 def sealing_key(c: Context, cluster: str = "vagrant", force: bool = False) -> None:
-    """Create the Sealed Secrets controller's key pair: private key outside git, certificate in sealed-secrets/."""
+    """Make sure the Sealed Secrets key pair exists: private key outside git, certificate in sealed-secrets/."""
     paths = sealed_secrets.ClusterPaths(cluster)
-    if not sealed_secrets.create_key_pair(paths, force=force):
-        print(f"a key already exists at {paths.private_key}; keeping it (--force replaces it)")
-        return
-    print(f"private key: {paths.private_key}  (back it up; never commit it)")
-    print(f"certificate: {paths.certificate}  (commit it, then run `invoke seal-secrets --cluster {cluster}`)")
+    try:
+        outcome = sealed_secrets.create_key_pair(paths, force=force)
+    except sealing.SealingError as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+    print(f"key {outcome}: {paths.private_key}  (back it up; never commit it)")
+    print(f"certificate: {paths.certificate.relative_to(ROOT)}  (commit it with the SealedSecrets)")
+    if outcome != sealed_secrets.KEY_KEPT:
+        print(f"next: invoke seal-secrets --cluster {cluster}")
 
 
-@task(help={"cluster": "which cluster's certificate to seal with (default vagrant)"})
-def seal_secrets(c: Context, cluster: str = "vagrant") -> None:
+@task(
+    help={
+        "cluster": "which cluster's certificate to seal with (default vagrant)",
+        "commit": "commit sealed-secrets/<cluster>/ (and nothing else) if it changed",
+    }
+)
+def seal_secrets(c: Context, cluster: str = "vagrant", commit: bool = False) -> None:
     """Seal the values in .secrets/<cluster>.env (random passwords for missing ones) into sealed-secrets/<cluster>/."""
     paths = sealed_secrets.ClusterPaths(cluster)
     try:
@@ -164,8 +173,10 @@ def seal_secrets(c: Context, cluster: str = "vagrant") -> None:
     except sealing.SealingError as exc:
         raise Exit(f"error: {exc}", code=1) from None
     for path in written:
-        print(f"sealed {path.relative_to(local_stack.ROOT)}")
+        print(f"sealed {path.relative_to(ROOT)}")
     print(f"plaintext stays in {paths.values} (git-ignored)")
+    if commit and sealed_secrets.commit_sealed(paths, f"Seal the {cluster} cluster's secrets with its own key"):
+        print(f"committed sealed-secrets/{cluster}/")
 
 
 @task(help={"remote": "also render kustomizations that build on remote URLs (needs the network)"})

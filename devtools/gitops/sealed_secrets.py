@@ -2,7 +2,9 @@
 
 .secrets/<cluster>.env                      plaintext values (git-ignored, mode 0600)
 ~/.config/moviestream/<cluster>/sealing-key.pem   the controller's private key (never in git)
-sealed-secrets/<cluster>/sealing-cert.pem   its public certificate (committed)
+~/.config/moviestream/<cluster>/sealing-cert.pem  its certificate, kept with it
+~/.config/moviestream/<cluster>/sealing-key-<fingerprint>{.pem,.crt.pem}  pairs replaced by --force
+sealed-secrets/<cluster>/sealing-cert.pem   the certificate, committed
 sealed-secrets/<cluster>/*-sealedsecret.yaml  what Argo CD deploys (committed)
 """
 
@@ -10,10 +12,12 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devtools import ROOT
@@ -68,9 +72,22 @@ class ClusterPaths:
         return self.sealed_dir / "sealing-cert.pem"
 
     @property
-    def private_key(self) -> Path:
+    def keys_dir(self) -> Path:
         base = Path(os.environ.get("MOVIESTREAM_KEYS_DIR") or Path.home() / ".config" / "moviestream")
-        return base / self.cluster / "sealing-key.pem"
+        return base / self.cluster
+
+    @property
+    def private_key(self) -> Path:
+        return self.keys_dir / "sealing-key.pem"
+
+    @property
+    def kept_certificate(self) -> Path:
+        return self.keys_dir / "sealing-cert.pem"
+
+
+def key_secret_name(certificate: x509.Certificate) -> str:
+    """The controller's key Secret, named by the key: a new key is a new Secret, and old keys stay."""
+    return f"sealed-secrets-key-{sealing.fingerprint(certificate)[:16]}"
 
 
 def parse_values(text: str, source: str) -> dict[str, str]:
@@ -156,9 +173,18 @@ def seal_all(paths: ClusterPaths) -> list[Path]:
     """Seal every catalog Secret from the values file (completing it first); return the files written.
 
     A value that has not changed keeps its old ciphertext when the private
-    key is at hand, so re-running this leaves git clean.
+    key is at hand, so re-running this leaves git clean. A private key that
+    does not belong to the committed certificate is refused: what it can
+    open, the cluster (which has the certificate's key) might not.
     """
     certificate = sealing.load_certificate(paths.certificate)
+    private_key = sealing.load_private_key(paths.private_key) if paths.private_key.exists() else None
+    if private_key is not None and not sealing.belongs_to(private_key, certificate):
+        raise SealingError(
+            f"{paths.private_key} does not belong to {paths.certificate}; "
+            f"`invoke sealing-key --cluster {paths.cluster}` restores your key's certificate, "
+            "or `--force` makes a new key (see the README's key rotation)"
+        )
     existing = parse_values(paths.values.read_text(), str(paths.values)) if paths.values.exists() else {}
     values, added = complete_values(existing)
     if added or not paths.values.exists():
@@ -166,7 +192,6 @@ def seal_all(paths: ClusterPaths) -> list[Path]:
         paths.values.touch(mode=0o600)
         paths.values.write_text(render_values(values))
         paths.values.chmod(0o600)
-    private_key = sealing.load_private_key(paths.private_key) if paths.private_key.exists() else None
     written = []
     for name, keys in CATALOG.items():
         target = paths.sealed_dir / f"{name}-sealedsecret.yaml"
@@ -191,15 +216,75 @@ def seal_all(paths: ClusterPaths) -> list[Path]:
     return written
 
 
-def create_key_pair(paths: ClusterPaths, *, force: bool) -> bool:
-    """Write a new key pair unless one exists; True if one was written."""
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.touch(mode=0o600)
+    path.write_bytes(data)
+    path.chmod(0o600)
+
+
+def _matching(path: Path, private_key: rsa.RSAPrivateKey) -> bytes | None:
+    """The certificate at `path` if it is the key's, else None."""
+    if not path.exists():
+        return None
+    try:
+        certificate = sealing.load_certificate(path)
+    except SealingError:
+        return None
+    return path.read_bytes() if sealing.belongs_to(private_key, certificate) else None
+
+
+KEY_CREATED, KEY_KEPT, CERTIFICATE_RESTORED = "created", "kept", "certificate restored"
+
+
+def create_key_pair(paths: ClusterPaths, *, force: bool) -> str:
+    """Make sure the cluster has a key pair, its certificate in the checkout; say what was done.
+
+    An existing key is always kept (its certificate is written into the
+    checkout if that holds another); --force makes a new one and keeps the
+    old pair beside it under its fingerprint.
+    """
     if paths.private_key.exists() and not force:
-        return False
+        private_key = sealing.load_private_key(paths.private_key)
+        kept = _matching(paths.kept_certificate, private_key) or _matching(paths.certificate, private_key)
+        if kept is None:
+            raise SealingError(
+                f"no certificate for {paths.private_key} (neither {paths.kept_certificate} nor {paths.certificate}); "
+                "restore it, or make a new key with --force"
+            )
+        paths.kept_certificate.write_bytes(kept)
+        if _matching(paths.certificate, private_key) is None:
+            paths.sealed_dir.mkdir(parents=True, exist_ok=True)
+            paths.certificate.write_bytes(kept)
+            return CERTIFICATE_RESTORED
+        return KEY_KEPT
+    if paths.private_key.exists():
+        old_key = sealing.load_private_key(paths.private_key)
+        old_certificate = _matching(paths.kept_certificate, old_key) or _matching(paths.certificate, old_key)
+        if old_certificate is not None:
+            stem = f"sealing-key-{sealing.fingerprint(x509.load_pem_x509_certificate(old_certificate))[:16]}"
+            (paths.keys_dir / f"{stem}.crt.pem").write_bytes(old_certificate)
+        else:
+            stem = f"sealing-key-replaced-{int(paths.private_key.stat().st_mtime)}"
+        _write_private(paths.keys_dir / f"{stem}.pem", paths.private_key.read_bytes())
     pair = sealing.new_key_pair()
-    paths.private_key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    paths.private_key.touch(mode=0o600)
-    paths.private_key.write_bytes(pair.private_key_pem)
-    paths.private_key.chmod(0o600)
+    _write_private(paths.private_key, pair.private_key_pem)
+    paths.kept_certificate.write_bytes(pair.certificate_pem)
     paths.sealed_dir.mkdir(parents=True, exist_ok=True)
     paths.certificate.write_bytes(pair.certificate_pem)
+    return KEY_CREATED
+
+
+def commit_sealed(paths: ClusterPaths, message: str) -> bool:
+    """Commit sealed-secrets/<cluster>/ alone, if it changed; True if a commit was made."""
+    relative = str(paths.sealed_dir.relative_to(paths.root))
+    git = ["git", "-C", str(paths.root)]
+    subprocess.run([*git, "add", "--", relative], check=True)
+    staged = subprocess.run([*git, "diff", "--cached", "--quiet", "--", relative], check=False)
+    if staged.returncode == 0:
+        return False
+    identity = subprocess.run([*git, "config", "user.email"], capture_output=True, text=True, check=False)
+    if not identity.stdout.strip():  # a fresh machine: say who made it rather than fail
+        git += ["-c", "user.name=moviestream tasks", "-c", "user.email=tasks@moviestream.invalid"]
+    subprocess.run([*git, "commit", "--quiet", "-m", message, "--", relative], check=True)
     return True

@@ -130,6 +130,21 @@ def load_private_key(path: Path) -> rsa.RSAPrivateKey:
     return key
 
 
+def fingerprint(certificate: x509.Certificate) -> str:
+    """SHA-256 of the certificate's public key (DER SubjectPublicKeyInfo), in hex: names a key for good."""
+    der = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(der)
+    return digest.finalize().hex()
+
+
+def belongs_to(private_key: rsa.RSAPrivateKey, certificate: x509.Certificate) -> bool:
+    public = certificate.public_key()
+    return isinstance(public, rsa.RSAPublicKey) and public.public_numbers() == private_key.public_key().public_numbers()
+
+
 def random_password() -> str:
     """43 URL-safe characters: 256 bits, nothing a shell or a connection string trips on."""
     return secrets.token_urlsafe(32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -135,21 +136,81 @@ def test_without_a_certificate_it_says_what_to_run(tmp_path: Path) -> None:
         sealed_secrets.seal_all(ClusterPaths("nowhere", root=tmp_path))
 
 
-def test_sealing_key_keeps_an_existing_key_unless_forced(paths: ClusterPaths) -> None:
-    assert sealed_secrets.create_key_pair(paths, force=False) is True
-    first = paths.private_key.read_bytes()
+def test_sealing_key_keeps_an_existing_key_unless_forced_and_keeps_the_replaced_one(paths: ClusterPaths) -> None:
+    assert sealed_secrets.create_key_pair(paths, force=False) == sealed_secrets.KEY_CREATED
+    first_key, first_cert = paths.private_key.read_bytes(), paths.certificate.read_bytes()
     assert stat.S_IMODE(paths.private_key.stat().st_mode) == 0o600
-    assert sealed_secrets.create_key_pair(paths, force=False) is False
-    assert paths.private_key.read_bytes() == first
-    assert sealed_secrets.create_key_pair(paths, force=True) is True
-    assert paths.private_key.read_bytes() != first
+    assert paths.kept_certificate.read_bytes() == first_cert
+    assert sealed_secrets.create_key_pair(paths, force=False) == sealed_secrets.KEY_KEPT
+    assert (paths.private_key.read_bytes(), paths.certificate.read_bytes()) == (first_key, first_cert)
+    assert sealed_secrets.create_key_pair(paths, force=True) == sealed_secrets.KEY_CREATED
+    assert paths.private_key.read_bytes() != first_key
     key = sealing.load_private_key(paths.private_key)
-    cert = sealing.load_certificate(paths.certificate)
-    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    assert sealing.belongs_to(key, sealing.load_certificate(paths.certificate))
+    old_fingerprint = sealing.fingerprint(x509.load_pem_x509_certificate(first_cert))[:16]
+    assert (paths.keys_dir / f"sealing-key-{old_fingerprint}.pem").read_bytes() == first_key
+    assert (paths.keys_dir / f"sealing-key-{old_fingerprint}.crt.pem").read_bytes() == first_cert
+
+
+def test_a_checkout_with_another_certificate_gets_the_existing_keys_back(paths: ClusterPaths, key_pair) -> None:
+    """A fresh clone holds the certificate it was cloned with; the key on this machine wins, and is not replaced."""
+    sealed_secrets.create_key_pair(paths, force=False)
+    mine = paths.certificate.read_bytes()
+    paths.certificate.write_bytes(key_pair.certificate_pem)  # what a fresh clone brings
+    assert sealed_secrets.create_key_pair(paths, force=False) == sealed_secrets.CERTIFICATE_RESTORED
+    assert paths.certificate.read_bytes() == mine
+
+
+def test_a_key_without_any_certificate_of_its_own_is_refused(paths: ClusterPaths, key_pair) -> None:
+    paths.private_key.parent.mkdir(parents=True)
+    paths.private_key.write_bytes(sealing.new_key_pair().private_key_pem)  # not the checkout's certificate's key
+    with pytest.raises(SealingError, match="no certificate for"):
+        sealed_secrets.create_key_pair(paths, force=False)
+    assert paths.certificate.read_bytes() == key_pair.certificate_pem
+
+
+def test_seal_secrets_refuses_a_key_that_does_not_belong_to_the_certificate(paths: ClusterPaths) -> None:
+    """Else it would keep ciphertext this key opens but the cluster, which has the certificate's key, cannot."""
+    paths.private_key.parent.mkdir(parents=True)
+    paths.private_key.write_bytes(sealing.new_key_pair().private_key_pem)
+    with pytest.raises(SealingError, match="does not belong to"):
+        sealed_secrets.seal_all(paths)
+    assert sealed_files(paths) == {}
+
+
+def test_key_secrets_are_named_by_their_key(key_pair) -> None:
+    name = sealed_secrets.key_secret_name(certificate(key_pair))
+    assert name == sealed_secrets.key_secret_name(certificate(key_pair))
+    assert name != sealed_secrets.key_secret_name(certificate(sealing.new_key_pair()))
+    assert re.fullmatch(r"sealed-secrets-key-[0-9a-f]{16}", name)
+
+
+def test_commit_sealed_commits_the_sealed_secrets_alone_and_only_when_they_changed(paths: ClusterPaths) -> None:
+    root = paths.root
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
+    (root / "README.md").write_text("hello\n")
+    subprocess.run(["git", "add", "README.md"], cwd=root, check=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "commit", "-qm", "first"], cwd=root, check=True)
+    (root / "README.md").write_text("an unrelated change\n")
+    sealed_secrets.seal_all(paths)
+    assert sealed_secrets.commit_sealed(paths, "Seal") is True
+    listed = subprocess.run(
+        ["git", "show", "--name-only", "--format=%s"], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert listed.stdout.split() == [
+        "Seal",
+        *sorted(f"sealed-secrets/test/{p.name}" for p in paths.sealed_dir.iterdir()),
+    ]
+    assert sealed_secrets.commit_sealed(paths, "Seal again") is False
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    assert status == " M README.md\n?? .secrets/\n", "the plaintext is left alone (a checkout git-ignores it)"
 
 
 def test_committed_sealed_secrets_match_the_catalog() -> None:
-    for cluster in ("vagrant", "cloud"):
+    for cluster in ("vagrant", "cloud", "e2e"):
         paths = ClusterPaths(cluster)
         documents = sealed_files(paths)
         assert {name: set(doc["spec"]["encryptedData"]) for name, doc in documents.items()} == {
