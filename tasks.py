@@ -13,6 +13,8 @@ from devtools import ROOT
 from devtools.bench import cli as bench_cli
 from devtools.gitops import images, sealed_secrets, sealing
 from devtools.gitops import lint as manifest_lint
+from devtools.gitops.bootstrap import Bootstrap, BootstrapError
+from devtools.gitops.kube import Cluster
 from devtools.stack import local_stack, preflight
 
 
@@ -179,6 +181,27 @@ def seal_secrets(c: Context, cluster: str = "vagrant", commit: bool = False) -> 
         print(f"committed sealed-secrets/{cluster}/")
 
 
+@task(
+    help={
+        "cluster": "which clusters/<cluster> to install (default vagrant)",
+        "kubeconfig": "the cluster's kubeconfig (default: $KUBECONFIG, else ~/.kube/config)",
+        "wait": "wait until every Application is Synced and Healthy (default on; --no-wait skips)",
+        "timeout": "seconds to wait at each step (default 1500)",
+    }
+)
+def bootstrap(
+    c: Context, cluster: str = "vagrant", kubeconfig: str = "", wait: bool = True, timeout: int = 1500
+) -> None:
+    """Hand a cluster to Argo CD: sealing key, Sealed Secrets, Argo CD, the root Application (safe to repeat)."""
+    config = Path(kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube/config")
+    if not config.is_file():
+        raise Exit(f"error: no kubeconfig at {config}", code=1)
+    try:
+        Bootstrap(cluster, Cluster(config), timeout=timeout).run(wait=wait)
+    except (BootstrapError, sealing.SealingError) as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+
+
 @task(help={"remote": "also render kustomizations that build on remote URLs (needs the network)"})
 def lint(c: Context, remote: bool = False) -> None:
     """yamllint, build every kustomization, validate each object against the pinned Kubernetes, apply the rules."""
@@ -220,4 +243,4 @@ def push(c: Context, service: list[str], user: str = "", tag: str = "") -> None:
 
 
 stack = Collection("stack", up, down, start, stop, status, logs)
-namespace = Collection(test, lint, sealing_key, seal_secrets, build, push, bench, load, stack)
+namespace = Collection(test, lint, sealing_key, seal_secrets, bootstrap, build, push, bench, load, stack)
