@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Creates and drives the two-node K3s cluster, and hands it to Argo CD.
-# Run `./orchestrator.sh help` for the commands; settings are environment
-# variables (see the README and the Vagrantfile).
+# Run `./orchestrator.sh help` for the commands. Settings: environment
+# variables over the defaults in clusters/vagrant/vagrant.env.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly ROOT
-readonly STATE_DIR="${CLUSTER_STATE_DIR:-${ROOT}/.cluster}"
+readonly STATE_DIR="${ROOT}/.cluster"
 readonly KUBECONFIG_FILE="${STATE_DIR}/kubeconfig"
-readonly MASTER_IP="${VAGRANT_MASTER_IP:-192.168.56.10}"
-readonly PROVIDER="${VAGRANT_DEFAULT_PROVIDER:-virtualbox}"
-readonly TIMEOUT="${ORCHESTRATOR_TIMEOUT:-1500}"
-readonly POLL="${ORCHESTRATOR_POLL:-10}"
-readonly CERT="${ROOT}/sealed-secrets/vagrant/sealing-cert.pem"
-readonly SEALING_KEY="${MOVIESTREAM_KEYS_DIR:-${HOME}/.config/moviestream}/vagrant/sealing-key.pem"
-readonly REPOSITORY_FILE="${ROOT}/clusters/vagrant/repository/repository.env"
+readonly JOIN_TOKEN_FILE="${STATE_DIR}/k3s-join-token"
+readonly GIT_PASSWORD_FILE="${STATE_DIR}/git-password"
+readonly GIT_CREDENTIALS_FILE="${STATE_DIR}/git-credentials"
+readonly DEFAULTS_FILE="${ROOT}/clusters/vagrant/vagrant.env"
+readonly SETTINGS_FILE="${ROOT}/clusters/vagrant/settings/cluster.env"
+readonly INVOKE="${ROOT}/.venv/bin/invoke"
+readonly CLUSTER=vagrant
+readonly GIT_PORT=8418
+readonly GIT_USER=moviestream
+readonly GIT_REMOTE=cluster
 readonly GATEWAY_PORT=3000
 readonly ARGOCD_PORT=30443
+# Where the master VM keeps the state of its image builds (scripts/provision-gitserver.sh).
+readonly BUILD_STATUS=/var/lib/moviestream/build-status.json
+readonly TIMEOUT="${ORCHESTRATOR_TIMEOUT:-1500}"
+readonly POLL="${ORCHESTRATOR_POLL:-10}"
 
 log() {
   echo "==> $*"
@@ -35,18 +42,50 @@ usage() {
   cat <<USAGE
 Usage: ./orchestrator.sh COMMAND
 
-  create       create the VMs and K3s, install Sealed Secrets and Argo CD, deploy everything
-               (safe to run again: repairs what is missing, destroys nothing)
+  create [--repo URL|local]
+               create the VMs and K3s, then deploy everything from git through Argo CD
+               (safe to run again: repairs what is missing, destroys nothing). By default
+               Argo CD follows the cluster's own git server and the images are built on the
+               master; --repo URL follows a fork (e.g. on GitHub) instead, --repo local goes back
   start        start the stopped VMs and wait until both nodes are Ready
-  stop         halt the VMs (keeps them and all data)
-  status       VMs, nodes, Argo CD applications and URLs
+  stop         halt the VMs (keeps them and all data: git server, images, volumes)
+  status       VMs, nodes, the git remote, the commit Argo CD synced, applications, last image build
   destroy [-y] delete the VMs and their data (asks first unless -y)
   kubeconfig   write ${KUBECONFIG_FILE#"${ROOT}/"} and print how to use it
   help         this text
 USAGE
 }
 
-# --- prerequisites -----------------------------------------------------------
+# --- settings --------------------------------------------------------------------
+
+# VAGRANT_* from the environment, else from clusters/vagrant/vagrant.env.
+setting() {
+  local name="$1" value
+  value="${!name:-}"
+  if [[ -z "${value}" ]]; then
+    value="$(sed -n "s/^${name}=//p" "${DEFAULTS_FILE}")"
+  fi
+  [[ -n "${value}" ]] || die "no ${name} in the environment or ${DEFAULTS_FILE#"${ROOT}/"}"
+  echo "${value}"
+}
+
+MASTER_IP="$(setting VAGRANT_MASTER_IP)"
+readonly MASTER_IP
+readonly PROVIDER="${VAGRANT_DEFAULT_PROVIDER:-virtualbox}"
+readonly GIT_URL="http://${MASTER_IP}:${GIT_PORT}/moviestream.git"
+# The same server as Argo CD names it from inside the cluster ("master" is the
+# node's name, which K3s's CoreDNS resolves).
+readonly LOCAL_REPO_URL="http://master:${GIT_PORT}/moviestream.git"
+
+cluster_setting() {
+  sed -n "s/^$1=//p" "${SETTINGS_FILE}"
+}
+
+follows_local_git() {
+  [[ "$(cluster_setting REPO_URL)" == "${LOCAL_REPO_URL}" ]]
+}
+
+# --- prerequisites ----------------------------------------------------------------
 
 require_tools() {
   local missing=()
@@ -75,58 +114,125 @@ require_tools() {
   fi
 }
 
-# The controller's key must be the one that sealed sealed-secrets/vagrant.
-require_sealing_key() {
-  [[ -f "${CERT}" ]] || die "no ${CERT#"${ROOT}/"}; run: invoke sealing-key && invoke seal-secrets"
-  if [[ ! -f "${SEALING_KEY}" ]]; then
-    die "no sealing key at ${SEALING_KEY}.
-The SealedSecrets in git were sealed for another key. Make your own, seal, and push:
-  ./test.sh                       # once, to create .venv (or: python3 -m venv .venv && .venv/bin/pip install -r requirements/dev.txt)
-  .venv/bin/invoke sealing-key --force
-  .venv/bin/invoke seal-secrets
-  git add sealed-secrets/vagrant && git commit -m 'Seal secrets for my cluster' && git push
-then run ./orchestrator.sh create again."
-  fi
-  if [[ "$(openssl x509 -noout -pubkey -in "${CERT}")" != "$(openssl pkey -pubout -in "${SEALING_KEY}")" ]]; then
-    die "${SEALING_KEY} does not belong to ${CERT#"${ROOT}/"}; restore the matching key, or re-key with
-  .venv/bin/invoke sealing-key --force && .venv/bin/invoke seal-secrets   (then commit and push sealed-secrets/vagrant)"
+# .venv with the pinned tools (invoke, the Kubernetes client); ./test.sh makes it.
+ensure_tools_venv() {
+  "${ROOT}/test.sh" --setup-only >/dev/null || die "could not set up .venv (./test.sh --setup-only)"
+}
+
+# --- git: what is deployed ----------------------------------------------------------
+
+git_root() {
+  git -C "${ROOT}" "$@"
+}
+
+say_what_is_deployed() {
+  local changes
+  changes="$(git_root status --porcelain --untracked-files=no)"
+  if [[ -n "${changes}" ]]; then
+    warn "only commits are deployed: $(git_root log -1 --format='%h %s') goes to the cluster, not these uncommitted changes:"
+    printf '%s\n' "${changes}" | sed 's/^/  /' >&2
   fi
 }
 
-# --- the repository Argo CD pulls from -----------------------------------------
-
-# git@github.com:user/repo.git -> https://github.com/user/repo.git (public repositories need no credentials)
-https_url() {
-  local url="$1"
-  if [[ "${url}" =~ ^git@([^:]+):(.+)$ ]]; then
-    url="https://${BASH_REMATCH[1]}/${BASH_REMATCH[2]}"
+# Argo CD's source: the cluster's own git server, or a URL given with --repo.
+choose_repository() {
+  local wanted="$1" current
+  [[ -n "${wanted}" ]] || return 0
+  [[ "${wanted}" == local ]] && wanted="${LOCAL_REPO_URL}"
+  [[ "${wanted}" =~ ^(https?|ssh)://[^[:space:]|]+$ ]] || die "--repo takes an http(s):// or ssh:// URL, or local (got ${wanted})"
+  current="$(cluster_setting REPO_URL)"
+  [[ "${wanted}" != "${current}" ]] || return 0
+  sed -i.bak "s|^REPO_URL=.*|REPO_URL=${wanted}|" "${SETTINGS_FILE}" && rm -f "${SETTINGS_FILE}.bak"
+  git_root add -- "${SETTINGS_FILE}"
+  git_root commit --quiet -m "Argo CD follows ${wanted}" -- "${SETTINGS_FILE}"
+  log "Argo CD now follows ${wanted} (committed ${SETTINGS_FILE#"${ROOT}/"})"
+  if [[ "${wanted}" != "${LOCAL_REPO_URL}" ]]; then
+    warn "push this commit to ${wanted} (git push), or Argo CD keeps following what is there"
   fi
-  echo "${url}"
 }
 
-repository_setting() {
-  sed -n "s/^$1=//p" "${REPOSITORY_FILE}"
+# First create: a key of this cluster's own, the secrets sealed with it, committed.
+ensure_sealed_secrets() {
+  log "sealing key and secrets for this cluster (plaintext stays in .secrets/, the key outside the repository)"
+  (cd "${ROOT}" && "${INVOKE}" sealing-key --cluster "${CLUSTER}" && "${INVOKE}" seal-secrets --cluster "${CLUSTER}" --commit) \
+    || die "could not seal the secrets (see above)"
 }
 
-sync_repository_setting() {
-  local origin branch url current_url current_branch updated
-  origin="$(git -C "${ROOT}" remote get-url origin 2>/dev/null || true)"
-  current_url="$(repository_setting REPO_URL)"
-  current_branch="$(repository_setting REPO_REVISION)"
-  if [[ -z "${origin}" ]]; then
-    warn "no git remote 'origin'; Argo CD will pull ${current_url} (${current_branch})"
+# --- the cluster's git server ---------------------------------------------------------
+
+configure_git_remote() {
+  local password
+  password="$(cat "${GIT_PASSWORD_FILE}")"
+  umask 077
+  printf 'http://%s:%s@%s:%s\n' "${GIT_USER}" "${password}" "${MASTER_IP}" "${GIT_PORT}" >"${GIT_CREDENTIALS_FILE}"
+  if git_root remote get-url "${GIT_REMOTE}" >/dev/null 2>&1; then
+    git_root remote set-url "${GIT_REMOTE}" "${GIT_URL}"
+  else
+    git_root remote add "${GIT_REMOTE}" "${GIT_URL}"
+  fi
+  # The credential stays in .cluster/, used for this server only.
+  git_root config "credential.http://${MASTER_IP}:${GIT_PORT}.helper" "store --file=${GIT_CREDENTIALS_FILE}"
+}
+
+# Push this checkout's commit as the cluster's main, unless the cluster has it already.
+push_to_cluster() {
+  local head remote_main
+  head="$(git_root rev-parse HEAD)"
+  git_root fetch --quiet "${GIT_REMOTE}" || die "cannot reach the cluster's git server at ${GIT_URL}"
+  remote_main="$(git_root rev-parse --verify --quiet "refs/remotes/${GIT_REMOTE}/main" || true)"
+  if [[ -n "${remote_main}" ]] && git_root merge-base --is-ancestor "${head}" "${remote_main}"; then
+    log "the cluster's main already holds $(git_root log -1 --format='%h %s' "${head}")"
     return 0
   fi
-  url="$(https_url "${origin}")"
-  branch="$(git -C "${ROOT}" symbolic-ref --short -q HEAD 2>/dev/null || echo "${current_branch}")"
-  [[ "${url}${branch}" =~ ^[^[:space:]|]+$ ]] || die "cannot use origin ${url} (${branch}) as Argo CD's source"
-  if [[ "${url}" != "${current_url}" || "${branch}" != "${current_branch}" ]]; then
-    updated="$(sed -e "s|^REPO_URL=.*|REPO_URL=${url}|" -e "s|^REPO_REVISION=.*|REPO_REVISION=${branch}|" "${REPOSITORY_FILE}")" \
-      || die "could not update ${REPOSITORY_FILE}"
-    printf '%s\n' "${updated}" >"${REPOSITORY_FILE}"
-    warn "Argo CD now pulls ${url} (${branch}); commit and push ${REPOSITORY_FILE#"${ROOT}/"} so git says the same"
+  if [[ -n "${remote_main}" ]] && ! git_root merge-base --is-ancestor "${remote_main}" "${head}"; then
+    die "the cluster's main has commits this checkout lacks (image promotions, or another clone's pushes).
+Run: git pull ${GIT_REMOTE} main   then ./orchestrator.sh create again"
   fi
-  log "Argo CD pulls ${url} (${branch})"
+  log "pushing $(git_root log -1 --format='%h %s') to the cluster (git push ${GIT_REMOTE} HEAD:main)"
+  git_root push --quiet "${GIT_REMOTE}" "HEAD:refs/heads/main"
+}
+
+build_status() {
+  vagrant ssh master -c "sudo cat ${BUILD_STATUS} 2>/dev/null" 2>/dev/null | tr -d '\r'
+}
+
+# A field of the build status JSON, or empty.
+status_field() {
+  "${ROOT}/.venv/bin/python" -c 'import json, sys
+try:
+    print(json.loads(sys.stdin.read()).get(sys.argv[1]) or "")
+except ValueError:
+    print("")' "$1"
+}
+
+# The images of the cluster's main are built and promoted (the master builds
+# after every push; a promotion is one more commit on main).
+wait_for_images() {
+  local deadline=$((SECONDS + TIMEOUT)) status commit state main last=""
+  log "waiting for the images of the cluster's main to be built on the master (log: ./orchestrator.sh status)"
+  while :; do
+    git_root fetch --quiet "${GIT_REMOTE}" || true
+    main="$(git_root rev-parse --verify --quiet "refs/remotes/${GIT_REMOTE}/main" || true)"
+    status="$(build_status || true)"
+    commit="$(status_field commit <<<"${status}")"
+    state="$(status_field state <<<"${status}")"
+    if [[ "${commit}:${state}" != "${last}" ]]; then
+      echo "[$((SECONDS))s] build of ${commit:0:12}: ${state:-not started}"
+      last="${commit}:${state}"
+    fi
+    if [[ -n "${main}" && "${commit}" == "${main}" && "${state}" == succeeded ]]; then
+      break
+    fi
+    if [[ "${state}" == failed ]]; then
+      vagrant ssh master -c "sudo tail -n 40 $(status_field log <<<"${status}")" >&2 2>/dev/null || true
+      die "the image build of ${commit:0:12} failed (log above); nothing was promoted"
+    fi
+    ((SECONDS < deadline)) || die "the images were not built within ${TIMEOUT}s (./orchestrator.sh status shows the build)"
+    sleep "${POLL}"
+  done
+  if [[ "$(git_root rev-parse HEAD)" != "${main}" ]]; then
+    log "the cluster committed the new image tags on top: git pull ${GIT_REMOTE} main brings them here"
+  fi
 }
 
 # --- cluster access ------------------------------------------------------------
@@ -143,9 +249,14 @@ write_kubeconfig() {
   export KUBECONFIG="${KUBECONFIG_FILE}"
 }
 
-use_kubeconfig() {
-  [[ -f "${KUBECONFIG_FILE}" ]] || write_kubeconfig
-  export KUBECONFIG="${KUBECONFIG_FILE}"
+# The server writes K10<CA hash>::server:<secret>; the agent joins with it, so it checks the CA.
+read_join_token() {
+  local token
+  token="$(vagrant ssh master -c "sudo cat /var/lib/rancher/k3s/server/token" 2>/dev/null | tr -d '\r\n')"
+  [[ "${token}" == K10*::* ]] || die "the master has no K3s join token yet (see the provisioning output above)"
+  mkdir -p "${STATE_DIR}"
+  umask 077
+  printf '%s\n' "${token}" >"${JOIN_TOKEN_FILE}"
 }
 
 wait_for_nodes() {
@@ -163,62 +274,6 @@ wait_for_nodes() {
   kubectl get nodes -o wide
 }
 
-# --- bootstrap -------------------------------------------------------------------
-
-install_sealing_key() {
-  log "installing the sealing key as the controller's active key"
-  kubectl create secret tls sealed-secrets-key-moviestream -n kube-system \
-    --cert="${CERT}" --key="${SEALING_KEY}" --dry-run=client -o yaml \
-    | kubectl label --local -f - -o yaml sealedsecrets.bitnami.com/sealed-secrets-key=active \
-    | kubectl apply -f -
-}
-
-install_platform() {
-  log "installing the Sealed Secrets controller"
-  kubectl apply --server-side --force-conflicts -k "${ROOT}/clusters/vagrant/sealed-secrets"
-  log "installing Argo CD"
-  kubectl apply --server-side --force-conflicts -k "${ROOT}/clusters/vagrant/argocd"
-  kubectl wait --for=condition=Available deployment --all -n argocd --timeout="${TIMEOUT}s"
-  log "applying the root application"
-  kubectl apply -k "${ROOT}/clusters/vagrant/root"
-}
-
-applications_table() {
-  kubectl get applications.argoproj.io -n argocd --no-headers \
-    -o custom-columns='NAME:.metadata.name,SYNC:.status.sync.status,HEALTH:.status.health.status' 2>/dev/null
-}
-
-diagnose() {
-  echo "--- applications" >&2
-  kubectl get applications.argoproj.io -n argocd -o wide >&2 || true
-  echo "--- application conditions" >&2
-  kubectl get applications.argoproj.io -n argocd \
-    -o jsonpath='{range .items[*]}{.metadata.name}{": "}{.status.conditions[*].message}{" "}{.status.operationState.message}{"\n"}{end}' >&2 || true
-  echo "--- pods that are not ready" >&2
-  kubectl get pods -A --field-selector=status.phase!=Succeeded -o wide 2>/dev/null | awk 'NR == 1 || $3 !~ /^([0-9]+)\/\1$/' >&2 || true
-  echo "--- recent warnings" >&2
-  kubectl get events -A --field-selector=type=Warning --sort-by=.lastTimestamp 2>/dev/null | tail -n 20 >&2 || true
-}
-
-wait_for_applications() {
-  local deadline=$((SECONDS + TIMEOUT)) table pending
-  log "waiting for every application to be Synced and Healthy (at most ${TIMEOUT}s)"
-  while :; do
-    table="$(applications_table || true)"
-    pending="$(awk '$2 != "Synced" || $3 != "Healthy"' <<<"${table}")"
-    if [[ -n "${table}" && -z "${pending}" && "$(wc -l <<<"${table}" | tr -d ' ')" -ge 5 ]]; then
-      echo "${table}"
-      return 0
-    fi
-    echo "[$((SECONDS))s] $(tr '\n' ' ' <<<"${pending:-waiting for applications to appear}")"
-    if ((SECONDS >= deadline)); then
-      diagnose
-      die "not every application was Synced and Healthy within ${TIMEOUT}s (see above)"
-    fi
-    sleep "${POLL}"
-  done
-}
-
 print_access() {
   cat <<ACCESS
 
@@ -227,21 +282,49 @@ Argo CD UI:   https://${MASTER_IP}:${ARGOCD_PORT}   (user admin; self-signed cer
   password:   kubectl -n argocd get secret argocd-initial-admin-secret -o jsonpath='{.data.password}' | base64 -d
 kubectl:      export KUBECONFIG=${KUBECONFIG_FILE}
 ACCESS
+  if follows_local_git; then
+    cat <<GIT
+Deploy:       git push ${GIT_REMOTE} main   (${GIT_URL}; then git pull ${GIT_REMOTE} main for the image tags)
+GIT
+  fi
 }
 
 # --- commands ------------------------------------------------------------------
 
 cmd_create() {
+  local repo=""
+  while (($# > 0)); do
+    case "$1" in
+      --repo)
+        (($# >= 2)) || die "--repo needs a URL, or local"
+        repo="$2"
+        shift 2
+        ;;
+      *) die "create: unknown option $1 (see ./orchestrator.sh help)" ;;
+    esac
+  done
   require_tools
-  require_sealing_key
-  sync_repository_setting
-  log "bringing up the VMs (provisioning is idempotent)"
-  vagrant up --provision
+  ensure_tools_venv
+  choose_repository "${repo}"
+  ensure_sealed_secrets
+  say_what_is_deployed
+  log "bringing up the master VM (provisioning is idempotent)"
+  vagrant up master --provision --provider "${PROVIDER}"
+  read_join_token
+  log "bringing up the agent VM"
+  vagrant up agent --provision --provider "${PROVIDER}"
   write_kubeconfig
   wait_for_nodes
-  install_sealing_key
-  install_platform
-  wait_for_applications
+  if follows_local_git; then
+    configure_git_remote
+    push_to_cluster
+    wait_for_images
+  else
+    log "Argo CD follows $(cluster_setting REPO_URL) ($(cluster_setting REPO_REVISION)); images come from its workflow"
+  fi
+  log "handing the cluster to Argo CD (invoke bootstrap)"
+  (cd "${ROOT}" && "${INVOKE}" bootstrap --cluster "${CLUSTER}" --kubeconfig "${KUBECONFIG_FILE}" --timeout "${TIMEOUT}") \
+    || die "the bootstrap did not finish (see above); ./orchestrator.sh create continues from where it stopped"
   print_access
   echo "cluster created"
 }
@@ -249,7 +332,7 @@ cmd_create() {
 cmd_start() {
   require_tools
   log "starting the VMs"
-  vagrant up --no-provision
+  vagrant up --no-provision --provider "${PROVIDER}"
   write_kubeconfig
   wait_for_nodes
   print_access
@@ -263,13 +346,39 @@ cmd_stop() {
   echo "cluster stopped"
 }
 
+status_git() {
+  local url
+  url="$(git_root config --get "remote.${GIT_REMOTE}.url" || true)"
+  echo "Argo CD follows: $(cluster_setting REPO_URL) ($(cluster_setting REPO_REVISION))"
+  if follows_local_git && [[ -n "${url}" ]]; then
+    echo "git remote:      ${GIT_REMOTE} ${url}"
+    echo "cluster's main:  $(git_root ls-remote "${GIT_REMOTE}" refs/heads/main 2>/dev/null | cut -c1-12 || echo unreachable)"
+  fi
+}
+
+status_build() {
+  local status
+  follows_local_git || return 0
+  status="$(build_status || true)"
+  if [[ -z "${status}" ]]; then
+    echo "image builds:    none yet"
+    return 0
+  fi
+  echo "last image build: $(status_field commit <<<"${status}" | cut -c1-12) $(status_field state <<<"${status}")"
+  echo "  log:   vagrant ssh master -c 'sudo cat $(status_field log <<<"${status}")'"
+  echo "  live:  vagrant ssh master -c 'sudo journalctl -u moviestream-build -f'"
+}
+
 cmd_status() {
   require_tools
   vagrant status
+  status_git
   if [[ -f "${KUBECONFIG_FILE}" ]] && KUBECONFIG="${KUBECONFIG_FILE}" kubectl get nodes -o wide 2>/dev/null; then
     export KUBECONFIG="${KUBECONFIG_FILE}"
     echo
+    echo "synced commit:   $(kubectl -n argocd get applications.argoproj.io root -o jsonpath='{.status.sync.revision}' 2>/dev/null | cut -c1-12)"
     kubectl get applications.argoproj.io -n argocd 2>/dev/null || echo "Argo CD is not installed yet"
+    status_build
     print_access
   else
     echo "The cluster's API does not answer (stopped, or not created yet)."
@@ -285,7 +394,7 @@ cmd_destroy() {
     [[ "${answer}" == yes ]] || die "not destroyed"
   fi
   vagrant destroy -f
-  rm -f "${KUBECONFIG_FILE}" "${STATE_DIR}/k3s-token"
+  rm -f "${KUBECONFIG_FILE}" "${STATE_DIR}/k3s-token" "${JOIN_TOKEN_FILE}" "${GIT_PASSWORD_FILE}" "${GIT_CREDENTIALS_FILE}"
   echo "cluster destroyed"
 }
 

@@ -2,6 +2,7 @@
 # Runs every test on a fresh clone: makes .venv, installs the pinned
 # dependencies, finds PostgreSQL and RabbitMQ, then runs ruff, invoke lint
 # and every pytest suite. Extra arguments go to pytest (e.g. ./test.sh -k billing).
+# ./test.sh --setup-only makes .venv and stops (orchestrator.sh and the local stack use it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -56,6 +57,10 @@ ensure_services() {
 main() {
   cd "${ROOT}"
   ensure_venv
+  if [[ "${1:-}" == --setup-only ]]; then
+    echo "==> ${VENV} is ready (activate: source .venv/bin/activate)"
+    return 0
+  fi
   # Programs installed by pip (shellcheck, hadolint, check-jsonschema) are found by the tests.
   export PATH="${VENV}/bin:${PATH}"
   ensure_services

@@ -1,56 +1,80 @@
-"""A copy of orchestrator.sh and what it reads, with stand-in vagrant, kubectl and VBoxManage on PATH.
+"""A clone of the repository's cluster tooling with stand-in vagrant, kubectl and VBoxManage on PATH.
 
-The stand-ins append each call to calls.log and answer like the real
-programs would for a healthy two-node cluster; FAKE_APPS=stuck makes one
-Argo CD application never become healthy.
+The stand-ins append each call to calls.log and answer like the real programs
+would for a healthy two-node cluster. git is the real one: the cluster's git
+server is a bare repository the clone reaches through `url.<bare>.insteadOf`,
+so `git push cluster` really pushes. `.venv/bin/invoke` runs the real tasks
+(sealing-key, seal-secrets) in the clone, except `bootstrap`, which needs a
+cluster and is recorded instead (tests/gitops tests it). Knobs:
+FAKE_BUILD=failed makes the master's image build fail; FAKE_BOOTSTRAP_RC
+makes the bootstrap fail.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from devtools.gitops import sealing
-from devtools.gitops.manifests import ROOT
+from devtools import ROOT
 
 VAGRANT = r"""#!/usr/bin/env bash
 echo "vagrant $*" >> "$CALLS_LOG"
-case "$1" in
-  ssh)
+# The Vagrantfile makes the cluster's secrets in .cluster/ when it loads.
+mkdir -p .cluster && chmod 700 .cluster
+for secret in k3s-token git-password; do
+  [ -f ".cluster/$secret" ] || (umask 077; openssl rand -hex 32 > ".cluster/$secret")
+done
+case "$*" in
+  *"k3s/k3s.yaml"*)
     printf 'apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Zm9v\n    server: https://127.0.0.1:6443\n  name: default\nkind: Config\n' ;;
-  status) echo "master running (virtualbox)"; echo "agent running (virtualbox)" ;;
-  plugin) ;;
+  *"server/token"*) echo "K10$(printf 'ab%.0s' $(seq 32))::server:secret" ;;
+  *"build-status.json"*)
+    main="$(git --git-dir="$FAKE_BARE" rev-parse --verify --quiet refs/heads/main)"
+    [ -n "$main" ] && printf '{"commit": "%s", "state": "%s", "log": "/var/log/moviestream/builds/%s.log"}\n' \
+      "$main" "${FAKE_BUILD:-succeeded}" "$main" ;;
+  *"tail -n 40"*) echo "Step 3/9: pip install failed" ;;
+  status*) echo "master running (virtualbox)"; echo "agent running (virtualbox)" ;;
 esac
 """
 
 KUBECTL = r"""#!/usr/bin/env bash
 echo "kubectl $* KUBECONFIG=${KUBECONFIG:-}" >> "$CALLS_LOG"
-args=" $* "
-case "$args" in
+case " $* " in
   *" get nodes --no-headers "*) echo "master Ready control-plane 1m v1.34.9+k3s1"; echo "agent Ready <none> 1m v1.34.9+k3s1" ;;
-  *" create secret tls "*)
-    for a in "$@"; do case "$a" in --cert=*|--key=*) [ -f "${a#*=}" ] || { echo "no file ${a#*=}" >&2; exit 1; } ;; esac; done
-    printf 'apiVersion: v1\nkind: Secret\nmetadata:\n  name: sealed-secrets-key-moviestream\n' ;;
-  *" label --local "*) cat; echo "  labels: {sealedsecrets.bitnami.com/sealed-secrets-key: active}" ;;
-  *" apply -f - "*) cat >> "$APPLIED_LOG" ;;
-  *" get applications.argoproj.io -n argocd --no-headers "*)
-    for app in root argocd sealed-secrets storage; do echo "$app Synced Healthy"; done
-    if [ "${FAKE_APPS:-healthy}" = stuck ]; then echo "workload OutOfSync Progressing"; else echo "workload Synced Healthy"; fi ;;
+  *" get nodes -o wide "*) echo "NAME STATUS"; echo "master Ready" ;;
+  *" get applications.argoproj.io -n argocd "*) echo "NAME SYNC STATUS HEALTH STATUS"; echo "workload Synced Healthy" ;;
+  *" root -o jsonpath"*) echo "0123456789abcdef" ;;
 esac
 exit 0
 """
+
+INVOKE = r"""#!/usr/bin/env bash
+echo "invoke $*" >> "$CALLS_LOG"
+if [ "$1" = bootstrap ]; then
+  echo "==> (stand-in) bootstrap $*"
+  exit "${FAKE_BOOTSTRAP_RC:-0}"
+fi
+exec "$REAL_INVOKE" "$@"
+"""
+
+COPIED = ("orchestrator.sh", "tasks.py", ".gitignore", "devtools", "clusters", "sealed-secrets", "base", "overlays")
+TOOLS = (
+    "git", "openssl", "bash", "sh", "awk", "sed", "tr", "wc", "cat", "mkdir", "chmod", "rm", "printf", "grep",
+    "head", "tail", "sleep", "dirname", "env", "cut", "seq",
+)  # fmt: skip
 
 
 @dataclass
 class Sandbox:
     root: Path
     home: Path
+    bare: Path
     calls: Path
-    applied: Path
     env: dict[str, str]
 
     def run(self, *args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -60,7 +84,7 @@ class Sandbox:
             input=stdin,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=120,
             check=False,
         )
 
@@ -73,61 +97,66 @@ class Sandbox:
             if line.startswith(program + " ")
         ]
 
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=cwd or self.root, env=self.env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    def commit_file(self, name: str, text: str, message: str) -> None:
+        (self.root / name).write_text(text)
+        self.git("add", name)
+        self.git("commit", "-qm", message)
+
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Sandbox:
     root = tmp_path / "repo"
     root.mkdir()
-    shutil.copy(ROOT / "orchestrator.sh", root)
-    shutil.copytree(ROOT / "clusters", root / "clusters")
-    (root / "sealed-secrets" / "vagrant").mkdir(parents=True)
-    pair = sealing.new_key_pair()
-    (root / "sealed-secrets" / "vagrant" / "sealing-cert.pem").write_bytes(pair.certificate_pem)
-    keys = tmp_path / "keys"
-    (keys / "vagrant").mkdir(parents=True)
-    (keys / "vagrant" / "sealing-key.pem").write_bytes(pair.private_key_pem)
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
-    subprocess.run(["git", "remote", "add", "origin", "git@github.com:someone/fork.git"], cwd=root, check=True)
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, root / name)
+    (root / "test.sh").write_text('#!/bin/sh\necho "test.sh $*" >> "$CALLS_LOG"\n')
+    (root / "test.sh").chmod(0o755)
+    venv_bin = root / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "invoke").write_text(INVOKE)
+    (venv_bin / "invoke").chmod(0o755)
+    (venv_bin / "python").symlink_to(sys.executable)
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, text in {"vagrant": VAGRANT, "kubectl": KUBECTL, "VBoxManage": "#!/bin/sh\nexit 0\n"}.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
-    for tool in (
-        "git",
-        "openssl",
-        "bash",
-        "sh",
-        "awk",
-        "sed",
-        "tr",
-        "wc",
-        "cat",
-        "mkdir",
-        "chmod",
-        "rm",
-        "printf",
-        "grep",
-        "head",
-        "tail",
-        "sleep",
-        "dirname",
-        "env",
-    ):
+    for tool in TOOLS:
         found = shutil.which(tool)
         if found and not (bin_dir / tool).exists():
             (bin_dir / tool).symlink_to(found)
     home = tmp_path / "home"
     home.mkdir()
+    bare = tmp_path / "cluster.git"
     env = {
         "PATH": str(bin_dir),
         "HOME": str(home),
         "CALLS_LOG": str(tmp_path / "calls.log"),
-        "APPLIED_LOG": str(tmp_path / "applied.log"),
-        "MOVIESTREAM_KEYS_DIR": str(keys),
+        "REAL_INVOKE": str(Path(sys.executable).with_name("invoke")),
+        "MOVIESTREAM_KEYS_DIR": str(tmp_path / "keys"),
+        "FAKE_BARE": str(bare),
         "ORCHESTRATOR_POLL": "0",
-        "ORCHESTRATOR_TIMEOUT": "3",
+        "ORCHESTRATOR_TIMEOUT": "5",
         "LANG": "C",
+        "GIT_CONFIG_NOSYSTEM": "1",
     }
-    return Sandbox(root, home, tmp_path / "calls.log", tmp_path / "applied.log", env)
+    sandbox = Sandbox(root, home, bare, tmp_path / "calls.log", env)
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True, env=env)
+    sandbox.git("init", "-q", "-b", "main")
+    sandbox.git("config", "user.name", "Learner")
+    sandbox.git("config", "user.email", "learner@example.invalid")
+    # The cluster's git server, as the clone reaches it.
+    sandbox.git("config", f"url.file://{bare}.insteadOf", "http://192.168.56.10:8418/moviestream.git")
+    sandbox.git("add", "-A")
+    sandbox.git("commit", "-qm", "A fresh clone")
+    return sandbox

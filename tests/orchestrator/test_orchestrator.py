@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -11,33 +12,142 @@ from devtools.testing.tools import needs_tool
 
 from .conftest import Sandbox
 
+SEAL_COMMIT = "Seal the vagrant cluster's secrets with its own key"
 
-def test_create_brings_up_the_cluster_and_hands_it_to_argo_cd(sandbox: Sandbox) -> None:
+
+def test_the_first_create_seals_pushes_builds_and_hands_the_cluster_to_argo_cd(sandbox: Sandbox) -> None:
     result = sandbox.run("create")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == "cluster created"
     assert "Gateway:      http://192.168.56.10:3000   (API docs: http://192.168.56.10:3000/docs)" in lines
     assert f"kubectl:      export KUBECONFIG={sandbox.root}/.cluster/kubeconfig" in lines
-    assert "argocd-initial-admin-secret" in result.stdout
+    assert any(line.startswith("Deploy:       git push cluster main") for line in lines)
+    # Sealed with a key of this cluster's own, committed alone.
+    assert sandbox.git("log", "-1", "--format=%s") == SEAL_COMMIT
+    changed = sandbox.git("show", "--name-only", "--format=", "HEAD").split()
+    assert changed
+    assert all(name.startswith("sealed-secrets/vagrant/") for name in changed)
+    assert (sandbox.home.parent / "keys" / "vagrant" / "sealing-key.pem").exists()
+    # The master first, then the agent with the token that pins the server's CA.
     vagrant = sandbox.calls_of("vagrant")
-    assert vagrant[0] == "vagrant up --provision"
-    assert not any("destroy" in call for call in vagrant)
-    kubectl = sandbox.calls_of("kubectl")
-    order = [
-        next(
-            i
-            for i, call in enumerate(kubectl)
-            if " create secret tls sealed-secrets-key-moviestream -n kube-system" in call
-        ),
-        kubectl.index(
-            f"kubectl apply --server-side --force-conflicts -k {sandbox.root}/clusters/vagrant/sealed-secrets"
-        ),
-        kubectl.index(f"kubectl apply --server-side --force-conflicts -k {sandbox.root}/clusters/vagrant/argocd"),
-        kubectl.index(f"kubectl apply -k {sandbox.root}/clusters/vagrant/root"),
+    up = [call for call in vagrant if call.startswith("vagrant up")]
+    assert up == [
+        "vagrant up master --provision --provider virtualbox",
+        "vagrant up agent --provision --provider virtualbox",
     ]
-    assert order == sorted(order), "key, controller, Argo CD, then the root application"
-    assert "sealedsecrets.bitnami.com/sealed-secrets-key: active" in sandbox.applied.read_text()
+    token = sandbox.root / ".cluster" / "k3s-join-token"
+    assert token.read_text().startswith("K10")
+    assert token.stat().st_mode & 0o077 == 0
+    # This commit is the cluster's main; the push credential stays in .cluster/.
+    assert sandbox.git("rev-parse", "HEAD") == sandbox.git("--git-dir", str(sandbox.bare), "rev-parse", "main")
+    assert sandbox.git("config", "remote.cluster.url") == "http://192.168.56.10:8418/moviestream.git"
+    assert "moviestream:" not in (sandbox.root / ".git" / "config").read_text()
+    assert (sandbox.root / ".cluster" / "git-credentials").stat().st_mode & 0o077 == 0
+    invoke = sandbox.calls_of("invoke")
+    assert (
+        invoke[-1] == f"invoke bootstrap --cluster vagrant --kubeconfig {sandbox.root}/.cluster/kubeconfig --timeout 5"
+    )
+    assert "invoke seal-secrets --cluster vagrant --commit" in invoke
+
+
+def test_a_second_create_seals_nothing_new_pushes_nothing_and_repairs(sandbox: Sandbox) -> None:
+    assert sandbox.run("create").returncode == 0
+    head = sandbox.git("rev-parse", "HEAD")
+    second = sandbox.run("create")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip().splitlines()[-1] == "cluster created"
+    assert sandbox.git("rev-parse", "HEAD") == head, "no second seal commit"
+    assert "the cluster's main already holds" in second.stdout
+    assert (
+        sandbox.calls_of("invoke").count(
+            f"invoke bootstrap --cluster vagrant --kubeconfig {sandbox.root}/.cluster/kubeconfig --timeout 5"
+        )
+        == 2
+    )
+    assert not any("destroy" in call or " delete " in call for call in sandbox.calls.read_text().splitlines())
+
+
+def test_a_new_commit_is_pushed_on_the_next_create(sandbox: Sandbox) -> None:
+    assert sandbox.run("create").returncode == 0
+    sandbox.commit_file("NOTES.md", "more\n", "Notes")
+    result = sandbox.run("create")
+    assert result.returncode == 0, result.stderr
+    assert "pushing" in result.stdout
+    assert sandbox.git("--git-dir", str(sandbox.bare), "log", "-1", "--format=%s", "main") == "Notes"
+
+
+def test_uncommitted_changes_are_named_and_only_the_commit_is_deployed(sandbox: Sandbox) -> None:
+    (sandbox.root / "tasks.py").write_text((sandbox.root / "tasks.py").read_text() + "\n# edited\n")
+    result = sandbox.run("create")
+    assert result.returncode == 0, result.stderr
+    assert "only commits are deployed:" in result.stderr
+    assert f"{sandbox.git('log', '-1', '--format=%h')} {SEAL_COMMIT} goes to the cluster" in result.stderr
+    assert "M tasks.py" in result.stderr
+    assert "# edited" not in sandbox.git("--git-dir", str(sandbox.bare), "show", "main:tasks.py")
+
+
+def test_a_cluster_main_with_commits_this_clone_lacks_is_not_overwritten(sandbox: Sandbox, tmp_path: Path) -> None:
+    assert sandbox.run("create").returncode == 0
+    other = tmp_path / "other"
+    sandbox.git("clone", "-q", str(sandbox.bare), str(other), cwd=tmp_path)
+    (other / "PROMOTED").write_text("x\n")
+    sandbox.git("add", "PROMOTED", cwd=other)
+    sandbox.git(
+        "-c", "user.name=Master", "-c", "user.email=m@example.invalid", "commit", "-qm", "Deploy images", cwd=other
+    )
+    sandbox.git("push", "-q", "origin", "main", cwd=other)
+    sandbox.commit_file("NOTES.md", "mine\n", "Mine")
+    result = sandbox.run("create")
+    assert result.returncode == 1
+    assert "the cluster's main has commits this checkout lacks" in result.stderr
+    assert "git pull cluster main" in result.stderr
+    assert sandbox.git("--git-dir", str(sandbox.bare), "log", "-1", "--format=%s", "main") == "Deploy images"
+
+
+def test_a_failed_image_build_shows_its_log_and_hands_nothing_to_argo_cd(sandbox: Sandbox) -> None:
+    result = sandbox.run("create", FAKE_BUILD="failed")
+    assert result.returncode == 1
+    assert "Step 3/9: pip install failed" in result.stderr
+    assert "failed (log above); nothing was promoted" in result.stderr
+    assert not any(call.startswith("invoke bootstrap") for call in sandbox.calls_of("invoke"))
+    assert "cluster created" not in result.stdout
+
+
+def test_create_with_repo_follows_a_fork_and_starts_no_local_loop(sandbox: Sandbox) -> None:
+    fork = "https://github.com/someone/moviestream.git"
+    result = sandbox.run("create", "--repo", fork)
+    assert result.returncode == 0, result.stderr
+    settings = (sandbox.root / "clusters/vagrant/settings/cluster.env").read_text()
+    assert f"REPO_URL={fork}\n" in settings
+    assert f"Argo CD follows {fork}" in sandbox.git("log", "--format=%s")
+    assert "push this commit to" in result.stderr
+    assert sandbox.git("remote") == "", "no cluster remote"
+    assert sandbox.git("--git-dir", str(sandbox.bare), "for-each-ref") == "", "nothing pushed to the cluster"
+    assert not any("build-status" in call for call in sandbox.calls_of("vagrant"))
+    assert any(call.startswith("invoke bootstrap") for call in sandbox.calls_of("invoke"))
+    assert "Deploy:" not in result.stdout
+    back = sandbox.run("create", "--repo", "local")
+    assert back.returncode == 0, back.stderr
+    assert (
+        "REPO_URL=http://master:8418/moviestream.git\n"
+        in (sandbox.root / "clusters/vagrant/settings/cluster.env").read_text()
+    )
+
+
+@pytest.mark.parametrize("value", ["github.com/someone/fork", "https://x y", ""])
+def test_create_refuses_a_malformed_repo(sandbox: Sandbox, value: str) -> None:
+    result = sandbox.run("create", "--repo", value) if value else sandbox.run("create", "--repo")
+    assert result.returncode == 1
+    assert "--repo" in result.stderr
+    assert sandbox.calls_of("vagrant") == []
+
+
+def test_a_failed_bootstrap_says_create_resumes(sandbox: Sandbox) -> None:
+    result = sandbox.run("create", FAKE_BOOTSTRAP_RC="1")
+    assert result.returncode == 1
+    assert "./orchestrator.sh create continues from where it stopped" in result.stderr
+    assert "cluster created" not in result.stdout
 
 
 def test_kubeconfig_goes_to_its_own_file_with_the_masters_address(sandbox: Sandbox) -> None:
@@ -55,27 +165,11 @@ def test_kubeconfig_goes_to_its_own_file_with_the_masters_address(sandbox: Sandb
 
 
 def test_the_master_address_follows_its_setting(sandbox: Sandbox) -> None:
-    assert sandbox.run("create", VAGRANT_MASTER_IP="10.20.30.40").returncode == 0
+    sandbox.git("config", f"url.file://{sandbox.bare}.insteadOf", "http://10.20.30.40:8418/moviestream.git")
+    result = sandbox.run("create", VAGRANT_MASTER_IP="10.20.30.40")
+    assert result.returncode == 0, result.stderr
     assert "server: https://10.20.30.40:6443" in (sandbox.root / ".cluster" / "kubeconfig").read_text()
-
-
-def test_create_twice_repairs_and_destroys_nothing(sandbox: Sandbox) -> None:
-    assert sandbox.run("create").returncode == 0
-    second = sandbox.run("create")
-    assert second.returncode == 0, second.stderr
-    assert second.stdout.strip().splitlines()[-1] == "cluster created"
-    assert sandbox.calls_of("vagrant").count("vagrant up --provision") == 2
-    assert not any("destroy" in call or " delete " in call for call in sandbox.calls.read_text().splitlines())
-
-
-def test_create_derives_the_repository_from_origin_and_says_to_push(sandbox: Sandbox) -> None:
-    result = sandbox.run("create")
-    settings = (sandbox.root / "clusters/vagrant/repository/repository.env").read_text()
-    assert "REPO_URL=https://github.com/someone/fork.git\n" in settings
-    assert "REPO_REVISION=main\n" in settings
-    assert "commit and push clusters/vagrant/repository/repository.env" in result.stderr
-    again = sandbox.run("create")
-    assert "commit and push" not in again.stderr
+    assert sandbox.git("config", "remote.cluster.url") == "http://10.20.30.40:8418/moviestream.git"
 
 
 def test_stop_halts_and_never_destroys(sandbox: Sandbox) -> None:
@@ -89,7 +183,7 @@ def test_start_boots_without_provisioning_and_waits_for_the_nodes(sandbox: Sandb
     result = sandbox.run("start")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "cluster started"
-    assert sandbox.calls_of("vagrant")[0] == "vagrant up --no-provision"
+    assert sandbox.calls_of("vagrant")[0] == "vagrant up --no-provision --provider virtualbox"
     assert "kubectl get nodes --no-headers" in sandbox.calls_of("kubectl")
 
 
@@ -110,30 +204,16 @@ def test_a_missing_prerequisite_is_named_and_nothing_runs(sandbox: Sandbox, miss
     assert sandbox.calls_of("vagrant") == []
 
 
-def test_create_without_the_sealing_key_explains_how_to_make_one(sandbox: Sandbox, tmp_path) -> None:
-    result = sandbox.run("create", MOVIESTREAM_KEYS_DIR=str(tmp_path / "nowhere"))
-    assert result.returncode == 1
-    assert "invoke sealing-key --force" in result.stderr
-    assert sandbox.calls_of("vagrant") == []
-
-
-def test_create_refuses_a_key_that_does_not_match_the_certificate(sandbox: Sandbox) -> None:
+def test_create_refuses_a_key_that_has_no_certificate(sandbox: Sandbox) -> None:
     from devtools.gitops import sealing
 
-    other = sandbox.root.parent / "keys" / "vagrant" / "sealing-key.pem"
-    other.write_bytes(sealing.new_key_pair().private_key_pem)
+    key = sandbox.home.parent / "keys" / "vagrant" / "sealing-key.pem"
+    key.parent.mkdir(parents=True)
+    key.write_bytes(sealing.new_key_pair().private_key_pem)
     result = sandbox.run("create")
     assert result.returncode == 1
-    assert "does not belong to sealed-secrets/vagrant/sealing-cert.pem" in result.stderr
-
-
-def test_create_gives_up_with_a_diagnosis_when_an_application_stays_unhealthy(sandbox: Sandbox) -> None:
-    result = sandbox.run("create", FAKE_APPS="stuck", ORCHESTRATOR_TIMEOUT="1")
-    assert result.returncode == 1
-    assert "workload OutOfSync Progressing" in result.stdout
-    assert "--- applications" in result.stderr
-    assert "not every application was Synced and Healthy within 1s" in result.stderr
-    assert "cluster created" not in result.stdout
+    assert "no certificate for" in result.stderr
+    assert sandbox.calls_of("vagrant") == []
 
 
 def test_destroy_asks_first_and_refuses_without_a_terminal(sandbox: Sandbox) -> None:
@@ -149,7 +229,8 @@ def test_destroy_with_yes_deletes_the_vms_and_the_cluster_files(sandbox: Sandbox
     assert result.returncode == 0
     assert result.stdout.strip().splitlines()[-1] == "cluster destroyed"
     assert "vagrant destroy -f" in sandbox.calls_of("vagrant")
-    assert not (sandbox.root / ".cluster" / "kubeconfig").exists()
+    for name in ("kubeconfig", "k3s-join-token", "git-credentials"):
+        assert not (sandbox.root / ".cluster" / name).exists()
 
 
 def test_kubeconfig_command_prints_the_export_line(sandbox: Sandbox) -> None:
@@ -165,12 +246,19 @@ def test_an_unknown_command_shows_usage_and_exits_2(sandbox: Sandbox) -> None:
     assert "unknown command 'launch'" in result.stderr
 
 
-def test_status_shows_vms_nodes_and_applications(sandbox: Sandbox) -> None:
+def test_status_names_the_remote_the_synced_commit_the_applications_and_the_last_build(sandbox: Sandbox) -> None:
     assert sandbox.run("create").returncode == 0
+    main = sandbox.git("rev-parse", "HEAD")
     result = sandbox.run("status")
-    assert result.returncode == 0
+    assert result.returncode == 0, result.stderr
     assert "master running" in result.stdout
-    assert "kubectl get applications.argoproj.io -n argocd" in sandbox.calls_of("kubectl")
+    assert "Argo CD follows: http://master:8418/moviestream.git (main)" in result.stdout
+    assert "git remote:      cluster http://192.168.56.10:8418/moviestream.git" in result.stdout
+    assert f"cluster's main:  {main[:12]}" in result.stdout
+    assert "synced commit:   0123456789ab" in result.stdout
+    assert "workload Synced Healthy" in result.stdout
+    assert f"last image build: {main[:12]} succeeded" in result.stdout
+    assert f"sudo cat /var/log/moviestream/builds/{main}.log" in result.stdout
 
 
 @needs_tool("shellcheck")

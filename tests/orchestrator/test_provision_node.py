@@ -41,7 +41,21 @@ class Node:
         for name, body in STAND_INS.items():
             (bin_dir / name).write_text("#!/usr/bin/env bash\n" + body)
             (bin_dir / name).chmod(0o755)
-        for tool in ("bash", "sh", "awk", "sed", "head", "cat", "mkdir", "chmod", "dirname", "mktemp", "rm", "env", "seq"):
+        for tool in (
+            "bash",
+            "sh",
+            "awk",
+            "sed",
+            "head",
+            "cat",
+            "mkdir",
+            "chmod",
+            "dirname",
+            "mktemp",
+            "rm",
+            "env",
+            "seq",
+        ):
             (bin_dir / tool).symlink_to(shutil.which(tool))
         self.env = {
             "PATH": str(bin_dir),
@@ -97,7 +111,7 @@ def test_the_master_exports_nfs_to_its_own_network_and_installs_the_pinned_k3s(n
     ("cidr", "network"), [("10.20.30.40/16", "10.20.0.0/16"), ("192.168.56.10/25", "192.168.56.0/25")]
 )
 def test_the_export_follows_the_networks_real_prefix(node: Node, cidr: str, network: str) -> None:
-    ip = cidr.split("/")[0]
+    ip = cidr.split("/", maxsplit=1)[0]
     result = node.provision(FAKE_CIDR=cidr, NODE_IP=ip, MASTER_IP=ip)
     assert result.returncode == 0, result.stderr
     assert node.read("/etc/exports.d/moviestream.exports").split()[1].startswith(network + "(")
