@@ -203,6 +203,26 @@ def secret_references_resolve(objects: list[Rendered]) -> list[str]:
     return problems
 
 
+def rabbitmq_alarm_follows_its_limit(objects: list[Rendered]) -> list[str]:
+    """RabbitMQ is told its container's memory limit, so its memory alarm fires before the OOM killer."""
+    problems = []
+    for item in _workloads(objects):
+        for container in _containers(item):
+            if container.get("name") != "rabbitmq":
+                continue
+            env = {entry.get("name"): entry for entry in container.get("env") or []}
+            field = ((env.get("RABBITMQ_MEMORY_LIMIT") or {}).get("valueFrom") or {}).get("resourceFieldRef") or {}
+            args = str((env.get("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS") or {}).get("value", ""))
+            if field.get("resource") != "limits.memory" or (
+                "total_memory_available_override_value $(RABBITMQ_MEMORY_LIMIT)" not in args
+            ):
+                problems.append(
+                    f"{item}: RabbitMQ must get its memory limit (RABBITMQ_MEMORY_LIMIT from limits.memory) as "
+                    "total_memory_available_override_value, or it sizes its alarm from the node's RAM"
+                )
+    return problems
+
+
 PLACEHOLDERS = {
     "REPO_URL",
     "REPO_REVISION",
@@ -242,6 +262,7 @@ TARGET_RULES: list[Rule] = [
     images_are_immutable,
     containers_are_hardened_and_sized,
     secret_references_resolve,
+    rabbitmq_alarm_follows_its_limit,
 ]
 # Rules that hold for everything rendered, targets or not (clusters/ included).
 UNIVERSAL_RULES: list[Rule] = [

@@ -163,3 +163,11 @@ def test_an_application_without_the_cluster_settings_is_refused(repo: Path) -> N
         "clusters/vagrant/apps: Application/workload: overlays/CLUSTER is not filled in "
         "(include ../settings and clusters/platform/cluster-settings)"
     ) in problems
+
+
+def test_rabbitmq_without_its_memory_limit_is_refused(repo: Path) -> None:
+    edit(repo / "base/rabbitmq/statefulset.yaml", "resource: limits.memory", "resource: requests.memory")
+    assert (
+        "overlays/vagrant: StatefulSet/rabbitmq: RabbitMQ must get its memory limit (RABBITMQ_MEMORY_LIMIT from "
+        "limits.memory) as total_memory_available_override_value, or it sizes its alarm from the node's RAM"
+    ) in problems_of(repo)
