@@ -9,9 +9,11 @@ port-forward`, which NetworkPolicies do not block.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -46,6 +48,14 @@ class PortForward:
             self.close()
             raise ClusterError(f"kubectl port-forward to {service}:{port} failed: {line.strip()}")
         self.local_port = int(match[1])
+        # kubectl writes a line per connection; unread, they fill the pipe and kubectl stops forwarding.
+        self.last_lines: collections.deque[str] = collections.deque(maxlen=20)
+        threading.Thread(target=self._drain, name=f"port-forward {service}", daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.last_lines.append(line.rstrip())
 
     def close(self) -> None:
         self.process.terminate()
