@@ -28,11 +28,10 @@ def commit_file(root: Path, relative: str, text: str, message: str = "") -> str:
 
 
 def make_repository(root: Path, *, with_tasks: bool = False) -> Path:
-    """Dockerfiles, apps (with tests), requirements, the vagrant overlay; tasks.py and devtools/ if asked."""
+    """Dockerfiles, apps (with tests), the real requirements and vagrant overlay; tasks.py and devtools/ if asked."""
     files = {
         ".dockerignore": "*\n!apps/\n!requirements/constraints.txt\napps/*/tests/\n",
         "README.md": "# scratch\n",
-        "requirements/constraints.txt": "flask==3.1.3\n",
         "apps/common/src/moviestream_common/__init__.py": '"""shared"""\n',
         "apps/common/tests/test_common.py": "def test_nothing():\n    pass\n",
     }
@@ -47,6 +46,7 @@ def make_repository(root: Path, *, with_tasks: bool = False) -> Path:
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(text)
     shutil.copytree(ROOT / "overlays" / "vagrant", root / "overlays" / "vagrant")
+    shutil.copytree(ROOT / "requirements", root / "requirements")
     if with_tasks:
         shutil.copy(ROOT / "tasks.py", root / "tasks.py")
         shutil.copytree(ROOT / "devtools", root / "devtools", ignore=shutil.ignore_patterns("__pycache__"))
