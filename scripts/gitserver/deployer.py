@@ -214,12 +214,18 @@ class Build:
             }
         self.save()
         for service, tag in tags.items():
-            services[service]["action"] = "skipped" if self.in_registry(service, tag) else "building"
-            self.save()
-            if services[service]["action"] == "building":
-                self.build_image(checkout, service, tag)
-                services[service]["action"] = "built"
+            if self.in_registry(service, tag):
+                services[service]["action"] = "skipped"
+            else:
+                services[service]["action"] = "building"
                 self.save()
+                try:
+                    self.build_image(checkout, service, tag)
+                except BuildFailed:
+                    services[service]["action"] = "failed"
+                    raise
+                services[service]["action"] = "built"
+            self.save()
         self.promote(checkout, invoke, tags)
 
     def checkout(self) -> Path:
@@ -300,8 +306,7 @@ class Build:
                 return
             raise
         self.status["promoted"] = after
-        self.note(f"promoted as {after}")
-        # That push queued its own commit, whose images are the ones just promoted: nothing to build.
+        self.note(f"promoted as {after}; its images are these, so the build its push queued is dropped")
         finish_queued(self.config, after)
 
 
