@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import getpass
 import os
+import shutil
+import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +21,7 @@ import pytest
 
 from devtools import ROOT
 from devtools.stack.local_stack import free_port
+from devtools.waiting import wait_for
 
 SCRIPT = ROOT / "scripts" / "provision-gitserver.sh"
 PASSWORD = "correct-horse-battery-staple"
@@ -57,6 +62,14 @@ class Server:
         }
 
     @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.git_port}/moviestream.git"
+
+    @property
+    def push_url(self) -> str:
+        return f"http://moviestream:{PASSWORD}@127.0.0.1:{self.git_port}/moviestream.git"
+
+    @property
     def repository(self) -> Path:
         return self.root / "srv" / "moviestream.git"
 
@@ -89,3 +102,58 @@ def server(tmp_path: Path) -> Server:
     server.step("write-credential")
     server.step("init-repository")
     return server
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _nginx_conf(directory: Path, site: Path) -> Path:
+    # Run as root, nginx's workers would otherwise become nobody, who cannot reach fcgiwrap's socket.
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    kinds = ("client_body", "fastcgi", "proxy", "uwsgi", "scgi")
+    temporary = "".join(f"  {kind}_temp_path {directory}/{kind};\n" for kind in kinds)
+    conf = directory / "nginx.conf"
+    conf.write_text(
+        f"{user}daemon off;\npid {directory}/nginx.pid;\nerror_log {directory}/error.log info;\n"
+        "events { worker_connections 64; }\n"
+        f"http {{\n  access_log {directory}/access.log;\n{temporary}  include {site};\n}}\n"
+    )
+    return conf
+
+
+@contextmanager
+def nginx_serving(server: Server, directory: Path) -> Iterator[None]:
+    """fcgiwrap and nginx, as children of the test, serving the site the provisioning script renders."""
+    directory.mkdir()
+    site = directory / "site.conf"
+    site.write_text(server.step("render", "nginx-site.conf"))
+    socket_path = server.root / "fcgiwrap.sock"
+    programs = [
+        subprocess.Popen(
+            [shutil.which("fcgiwrap") or "fcgiwrap", "-f", "-s", f"unix:{socket_path}"],
+            env={"LANG": "C"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        wait_for(socket_path.exists, timeout=10, what="fcgiwrap's socket")
+        nginx = subprocess.Popen(
+            [
+                *(shutil.which("nginx") or "nginx", "-e", str(directory / "error.log")),
+                *("-p", str(directory), "-c", str(_nginx_conf(directory, site))),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        programs.append(nginx)
+        wait_for(lambda: listening(server.git_port) or nginx.poll() is not None, timeout=10, what="nginx")
+        assert nginx.poll() is None, nginx.stderr.read() if nginx.stderr else ""
+        yield
+    finally:
+        for program in reversed(programs):
+            program.terminate()
+            program.wait(timeout=10)

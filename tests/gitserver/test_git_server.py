@@ -12,12 +12,10 @@ import base64
 import http.server
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -31,7 +29,7 @@ from devtools.stack.local_stack import free_port
 from devtools.testing.scratch_repo import commit_file, git, make_repository
 from devtools.testing.tools import needs_tool
 
-from .conftest import PASSWORD, Server, git_env
+from .conftest import PASSWORD, Server, git_env, nginx_serving
 
 pytestmark = [needs_tool("nginx"), needs_tool("fcgiwrap")]
 ZERO = "0" * 40
@@ -94,11 +92,7 @@ class Served:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.git_port}/moviestream.git"
-
-    @property
-    def push_url(self) -> str:
-        return f"http://moviestream:{PASSWORD}@127.0.0.1:{self.server.git_port}/moviestream.git"
+        return self.server.url
 
     def git(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -107,19 +101,6 @@ class Served:
 
     def bare(self, *args: str) -> str:
         return git(self.server.repository, *args, check=False)
-
-
-def _wait_for(check, what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not come up within {timeout} s")
-        time.sleep(0.05)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _self_signed(directory: Path) -> ssl.SSLContext:
@@ -137,69 +118,17 @@ def _self_signed(directory: Path) -> ssl.SSLContext:
     return context
 
 
-def _nginx_conf(directory: Path, site: Path) -> Path:
-    # Run as root, nginx's workers would otherwise become nobody, who cannot reach fcgiwrap's socket.
-    user = "user root root;\n" if os.geteuid() == 0 else ""
-    conf = directory / "nginx.conf"
-    conf.write_text(
-        f"{user}daemon off;\npid {directory}/nginx.pid;\nerror_log {directory}/error.log info;\n"
-        "events { worker_connections 64; }\n"
-        "http {\n"
-        f"  access_log {directory}/access.log;\n"
-        + "".join(
-            f"  {kind}_temp_path {directory}/{kind};\n" for kind in ("client_body", "fastcgi", "proxy", "uwsgi", "scgi")
-        )
-        + f"  include {site};\n"
-        "}\n"
-    )
-    return conf
-
-
 @pytest.fixture
 def served(server: Server, tmp_path: Path) -> Iterator[Served]:
     argo_cd = Recorder().start(_self_signed(tmp_path))
     registry = Recorder(port=server.registry_upstream_port).start()
-    webhook = f"https://127.0.0.1:{argo_cd.port}/api/webhook"
-    server.step("init-repository", ARGOCD_WEBHOOK_URL=webhook)
-    nginx_dir = tmp_path / "nginx"
-    nginx_dir.mkdir()
-    site = nginx_dir / "site.conf"
-    site.write_text(server.step("render", "nginx-site.conf"))
-    socket_path = server.root / "fcgiwrap.sock"
-    fcgiwrap = subprocess.Popen(
-        [shutil.which("fcgiwrap") or "fcgiwrap", "-f", "-s", f"unix:{socket_path}"],
-        env={"LANG": "C"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    nginx = None
+    server.step("init-repository", ARGOCD_WEBHOOK_URL=f"https://127.0.0.1:{argo_cd.port}/api/webhook")
+    client = make_repository(tmp_path / "client")
+    git(client, "remote", "add", "cluster", server.push_url)
     try:
-        _wait_for(socket_path.exists, "fcgiwrap")
-        nginx = subprocess.Popen(
-            [
-                *(shutil.which("nginx") or "nginx", "-e", str(nginx_dir / "error.log")),
-                *("-p", str(nginx_dir), "-c", str(_nginx_conf(nginx_dir, site))),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        _wait_for(lambda: _listening(server.git_port) or nginx.poll() is not None, "nginx")
-        assert nginx.poll() is None, nginx.stderr.read() if nginx.stderr else ""
-        client_env = git_env(tmp_path / "client-home")
-        client = make_repository(tmp_path / "client")
-        git(
-            client,
-            "remote",
-            "add",
-            "cluster",
-            f"http://moviestream:{PASSWORD}@127.0.0.1:{server.git_port}/moviestream.git",
-        )
-        yield Served(server, argo_cd, registry, client, client_env)
+        with nginx_serving(server, tmp_path / "nginx"):
+            yield Served(server, argo_cd, registry, client, git_env(tmp_path / "client-home"))
     finally:
-        for process in (nginx, fcgiwrap):
-            if process:
-                process.terminate()
-                process.wait(timeout=10)
         argo_cd.stop()
         registry.stop()
 
