@@ -154,7 +154,7 @@ git_config() {
 }
 
 install_packages() {
-  if ! dpkg -s buildah docker-registry fcgiwrap nginx python3.11-venv runc >/dev/null 2>&1; then
+  if ! dpkg -s "${PACKAGES[@]%%=*}" >/dev/null 2>&1; then
     log "installing ${PACKAGES[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
