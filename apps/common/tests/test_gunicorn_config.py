@@ -10,11 +10,11 @@ from pathlib import Path
 from devtools.stack.local_stack import free_port
 from devtools.waiting import answers_ok, wait_for
 
-PROBE_APP = '''
+PROBE_APP = """
 def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok"]
-'''
+"""
 
 
 def test_gunicorn_starts_without_complaint_when_home_is_not_writable(tmp_path: Path) -> None:
