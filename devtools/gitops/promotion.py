@@ -101,7 +101,7 @@ def parse_images(specs: list[str]) -> list[Image]:
     return images
 
 
-def _round_trip(text: str) -> YAML:
+def round_trip(text: str) -> YAML:
     """A YAML that writes `text` back byte for byte: its list indentation (`- ` at 0 or 2) is kept."""
     _, _, dash_offset = load_yaml_guess_indent(text)
     dash_offset = dash_offset or 0
@@ -129,7 +129,7 @@ def _set_entry(entries: CommentedSeq, image: Image) -> bool:
 def write_images(kustomization: Path, images: list[Image]) -> list[Image]:
     """Set each image in the kustomization's `images:`; return those that changed."""
     text = kustomization.read_text()
-    yaml = _round_trip(text)
+    yaml = round_trip(text)
     document: Any = yaml.load(text)
     if not isinstance(document, dict) or document.get("kind", "Kustomization") != "Kustomization":
         raise PromotionError(f"{kustomization} is not a Kustomization")

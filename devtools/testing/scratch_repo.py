@@ -9,6 +9,27 @@ from pathlib import Path
 from devtools import ROOT
 from devtools.gitops.image_tags import SERVICES
 
+# Shaped like overlays/vagrant (a comment, indented lists, images sorted by name), but fixed, so
+# the tests do not move when the real overlay's images do.
+OVERLAY = """\
+# The two-node K3s cluster of this repository's Vagrantfile.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../../base
+# Written by the images workflow and the cluster's deployer (`invoke promote`).
+images:
+  - name: api-gateway
+    newName: docker.io/moviestream/api-gateway
+    newTag: 1.0.0
+  - name: billing-app
+    newName: docker.io/moviestream/billing-app
+    newTag: 1.0.0
+  - name: inventory-app
+    newName: docker.io/moviestream/inventory-app
+    newTag: 1.0.0
+"""
+
 
 def git(root: Path, *args: str, check: bool = True) -> str:
     result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
@@ -28,12 +49,13 @@ def commit_file(root: Path, relative: str, text: str, message: str = "") -> str:
 
 
 def make_repository(root: Path, *, with_tasks: bool = False) -> Path:
-    """Dockerfiles, apps (with tests), the real requirements and vagrant overlay; tasks.py and devtools/ if asked."""
+    """Dockerfiles, apps (with tests), the real requirements, an overlay; tasks.py and devtools/ if asked."""
     files = {
         ".dockerignore": "*\n!apps/\n!requirements/constraints.txt\napps/*/tests/\n",
         "README.md": "# scratch\n",
         "apps/common/src/moviestream_common/__init__.py": '"""shared"""\n',
         "apps/common/tests/test_common.py": "def test_nothing():\n    pass\n",
+        "overlays/vagrant/kustomization.yaml": OVERLAY,
     }
     for service in SERVICES:
         module = service.replace("-", "_")
@@ -45,7 +67,6 @@ def make_repository(root: Path, *, with_tasks: bool = False) -> Path:
     for relative, text in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(text)
-    shutil.copytree(ROOT / "overlays" / "vagrant", root / "overlays" / "vagrant")
     shutil.copytree(ROOT / "requirements", root / "requirements")
     if with_tasks:
         shutil.copy(ROOT / "tasks.py", root / "tasks.py")

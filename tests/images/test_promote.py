@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import io
 import os
 import re
 import subprocess
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devtools.gitops.promotion import PromotionError, promote
+from devtools import ROOT
+from devtools.gitops.promotion import PromotionError, promote, round_trip
 from devtools.testing.scratch_repo import commit_file, git, make_repository
 from devtools.testing.tools import needs_tool
 
@@ -63,8 +65,20 @@ def test_tags_and_digests_are_written_and_nothing_else_in_the_file_moves(repo: P
         f"    newName: {LOCAL}/inventory-app",
         "    newTag: 0a1b2c3d4e5f",
     ]
-    assert "# Written by the images workflow" in after
+    assert "# Written by the images workflow and the cluster's deployer" in after
     assert git(repo, "log", "--oneline").count("\n") == 0, "no commit without --commit"
+
+
+@pytest.mark.parametrize(
+    "kustomization",
+    sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("**/kustomization.yaml") if ".venv" not in p.parts),
+)
+def test_every_kustomization_of_the_repository_is_written_back_byte_for_byte(kustomization: str) -> None:
+    text = (ROOT / kustomization).read_text()
+    yaml = round_trip(text)
+    out = io.StringIO()
+    yaml.dump(yaml.load(text), out)
+    assert out.getvalue() == text
 
 
 def test_a_tag_that_looks_like_a_number_stays_a_string(repo: Path) -> None:
