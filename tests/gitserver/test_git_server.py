@@ -258,13 +258,24 @@ def test_a_non_fast_forward_push_is_refused_with_what_to_do(served: Served) -> N
     assert served.bare("rev-parse", "main") == pushed
 
 
-def test_a_push_succeeds_when_argo_cd_does_not_answer(served: Served) -> None:
-    git(served.server.repository, "config", "moviestream.argocdWebhook", f"https://127.0.0.1:{free_port()}/api/webhook")
+@pytest.mark.parametrize("webhook", ["https://127.0.0.1:{port}/api/webhook", "not a URL"])
+def test_a_push_succeeds_when_argo_cd_cannot_be_told(served: Served, webhook: str) -> None:
+    git(served.server.repository, "config", "moviestream.argocdWebhook", webhook.format(port=free_port()))
     pushed = served.git("push", "cluster", "main")
     assert pushed.returncode == 0, pushed.stderr
     assert "remote: Argo CD could not be told" in pushed.stderr
     assert "it will find the commit at its next poll" in pushed.stderr
+    assert "Traceback" not in pushed.stderr
     assert served.server.queue.read_text().strip() == git(served.client, "rev-parse", "HEAD")
+
+
+def test_a_push_succeeds_when_the_build_cannot_be_queued(served: Served) -> None:
+    git(served.server.repository, "config", "moviestream.buildQueue", "/nonexistent/build-queue")
+    pushed = served.git("push", "cluster", "main")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "remote: the image build could not be queued" in pushed.stderr
+    assert "remote: Argo CD was told about the new commit" in pushed.stderr
+    assert served.bare("rev-parse", "main") == git(served.client, "rev-parse", "HEAD")
 
 
 def test_it_listens_on_the_host_only_address_and_serves_only_the_allowed_networks(served: Served) -> None:

@@ -161,3 +161,28 @@ def test_the_repository_is_set_up_once_and_follows_new_settings(server: Server, 
     assert config("moviestream.argocdWebhook") == "https://192.168.56.10:30443/api/webhook"
     server.step("init-repository")
     assert config("moviestream.argocdWebhook") == "", "an empty ARGOCD_WEBHOOK_URL turns the webhook off"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"GIT_PASSWORD": ""}, "GIT_PASSWORD is not set"),
+        ({"REPO_URL_IN_CLUSTER": ""}, "REPO_URL_IN_CLUSTER is not set"),
+        ({"MASTER_IP": "master"}, "MASTER_IP must be an IPv4 address, not 'master'"),
+        ({"HOST_NETWORK_CIDR": "192.168.56.0/"}, "HOST_NETWORK_CIDR must look like 192.168.56.0/24"),
+        ({"GITSERVER_FILES": "/nonexistent"}, "/nonexistent is missing: upload scripts/gitserver there first"),
+    ],
+)
+def test_provisioning_checks_its_settings_before_it_touches_the_machine(
+    server: Server, tmp_path: Path, settings: dict, message: str
+) -> None:
+    # Should a check ever be skipped, these stand-ins stop the script before it installs anything.
+    stand_ins = tmp_path / "bin"
+    stand_ins.mkdir()
+    for program in ("apt-get", "dpkg", "systemctl"):
+        (stand_ins / program).write_text(f"#!/bin/sh\necho {program} >>{tmp_path}/touched\nexit 1\n")
+        (stand_ins / program).chmod(0o755)
+    result = server.run("provision", PATH=f"{stand_ins}:{server.env['PATH']}", **settings)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert not (tmp_path / "touched").exists()
