@@ -57,6 +57,8 @@ IDENTITY = {
     "GIT_COMMITTER_EMAIL": "deployer@moviestream.invalid",
 }
 LOG_TAIL = 40
+# One build step (a buildah build, a pip install) that takes longer has hung.
+STEP_TIMEOUT = 3600
 
 
 class BuildFailed(Exception):
@@ -192,9 +194,18 @@ class Build:
         """Run one step with its output in the log; its stdout is returned too."""
         assert self.log is not None
         self.note("$ " + " ".join(args))
-        result = subprocess.run(
-            args, cwd=cwd, env=None if env is None else os.environ | env, capture_output=True, text=True, check=False
-        )
+        try:
+            result = subprocess.run(
+                args,
+                cwd=cwd,
+                env=None if env is None else os.environ | env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=STEP_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise BuildFailed(f"`{' '.join(args[:2])}` took more than {STEP_TIMEOUT} s; see {self.log_path}") from None
         self.log.write(result.stdout + result.stderr)
         self.log.flush()
         if result.returncode != 0:

@@ -384,3 +384,16 @@ def test_status_wait_and_log_show_the_builds(cluster: Cluster) -> None:
     assert missing.returncode == 1
     assert "no build log for 'abcdef12'" in missing.stderr
     assert cluster.deployer("log", "../../etc/passwd").returncode == 1
+
+
+def test_a_step_that_hangs_fails_the_build_instead_of_blocking_the_queue(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    deployer = _load_deployer()
+    monkeypatch.setattr(deployer, "STEP_TIMEOUT", 1)
+    build = deployer.Build(deployer.Config.load(cluster.env), "0" * 40)
+    with (
+        (tmp_path / "hang.log").open("w") as build.log,
+        pytest.raises(deployer.BuildFailed, match="`sleep 30` took more than 1 s"),
+    ):
+        build.command(["sleep", "30"])
