@@ -3,6 +3,7 @@
 # safe to run again (a new GIT_PASSWORD replaces the old one; the repository and images stay).
 #   MASTER_IP            the master's host-only address: the only one nginx listens on
 #   HOST_NETWORK_CIDR    the host-only network, e.g. 192.168.56.0/24: may fetch, and push with the password
+#                        (default: the network the kernel routes on MASTER_IP's interface)
 #   GIT_PASSWORD         the push password of user moviestream (orchestrator.sh keeps it in .cluster/)
 #   ARGOCD_WEBHOOK_URL   where the post-receive hook tells Argo CD, e.g. https://192.168.56.10:30443/api/webhook
 #                        (empty: no webhook; Argo CD finds new commits when it polls)
@@ -14,7 +15,13 @@
 # (every path below can be moved with its environment variable), as provisioning runs them here.
 set -euo pipefail
 
-readonly FILES="${GITSERVER_FILES:-/tmp/moviestream-gitserver}"
+readonly UPLOAD="${GITSERVER_FILES:-/tmp/moviestream-gitserver}"
+# An upload into a copy that a failed run left behind lands one level down (scp -r): take that one.
+if [[ -d "${UPLOAD}/gitserver" ]]; then
+  readonly FILES="${UPLOAD}/gitserver"
+else
+  readonly FILES="${UPLOAD}"
+fi
 readonly LIB_DIR="${MOVIESTREAM_LIB:-/usr/local/lib/moviestream}"
 readonly ETC_DIR="${MOVIESTREAM_ETC:-/etc/moviestream}"
 readonly GIT_ROOT="${MOVIESTREAM_GIT_ROOT:-/srv/git}"
@@ -75,10 +82,20 @@ require() {
   done
 }
 
+# HOST_NETWORK_CIDR, else the network of the link route whose source is MASTER_IP.
+resolve_host_network() {
+  if [[ -z "${HOST_NETWORK_CIDR:-}" ]]; then
+    HOST_NETWORK_CIDR="$(ip -o -4 route show proto kernel scope link \
+      | awk -v ip="${LISTEN_ADDRESS}" '{ for (i = 1; i < NF; i++) if ($i == "src" && $(i + 1) == ip) { print $1; exit } }')"
+    [[ -n "${HOST_NETWORK_CIDR}" ]] || die "no network route has the source ${LISTEN_ADDRESS}: set HOST_NETWORK_CIDR"
+  fi
+}
+
 check_addresses() {
   local octet='(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
   local ipv4="${octet}\.${octet}\.${octet}\.${octet}"
   [[ "${LISTEN_ADDRESS}" =~ ^${ipv4}$ ]] || die "MASTER_IP must be an IPv4 address, not '${LISTEN_ADDRESS}'"
+  resolve_host_network
   [[ "${HOST_NETWORK_CIDR:-}" =~ ^${ipv4}/([0-9]|[12][0-9]|3[0-2])$ ]] \
     || die "HOST_NETWORK_CIDR must look like 192.168.56.0/24, not '${HOST_NETWORK_CIDR:-}'"
 }
@@ -177,10 +194,10 @@ install_builder() {
   install -m 0755 "${FILES}/deployer.py" "${LIB_DIR}/deployer.py"
   ln -sfn "${LIB_DIR}/deployer.py" /usr/local/bin/moviestream-builds
   render deployer.env >"${ETC_DIR}/deployer.env"
-  render moviestream-deployer.service >/etc/systemd/system/moviestream-deployer.service
-  render moviestream-deployer.path >/etc/systemd/system/moviestream-deployer.path
+  render moviestream-build.service >/etc/systemd/system/moviestream-build.service
+  render moviestream-build.path >/etc/systemd/system/moviestream-build.path
   systemctl daemon-reload
-  systemctl enable --now moviestream-deployer.path
+  systemctl enable --now moviestream-build.path
 }
 
 configure_nginx() {
@@ -204,7 +221,7 @@ trust_repository() {
 }
 
 provision() {
-  require MASTER_IP HOST_NETWORK_CIDR GIT_PASSWORD REPO_URL_IN_CLUSTER
+  require MASTER_IP GIT_PASSWORD REPO_URL_IN_CLUSTER
   check_addresses
   [[ -d "${FILES}" ]] || die "${FILES} is missing: upload scripts/gitserver there first"
   install_packages
@@ -215,7 +232,7 @@ provision() {
   install_builder
   configure_nginx
   # Vagrant's next upload must not land inside an old copy.
-  rm -rf "${FILES}"
+  rm -rf "${UPLOAD}"
   log "git: http://${MASTER_IP}:${GIT_PORT}/moviestream.git  registry (read-only): ${MASTER_IP}:${REGISTRY_PORT}"
 }
 

@@ -1,20 +1,21 @@
 #!/usr/bin/env python3
 """The master's deployer: builds the images of the commit pushed to main, then promotes them.
 
-`deployer.py run` (moviestream-deployer.service, started when the post-receive hook queues a commit):
+`deployer.py run` (moviestream-build.service, started when the post-receive hook queues a commit):
   1. reads the queued commit (the newest push to main) and checks it out in a work clone;
   2. asks the repository's own `invoke image-tags` for each service's content tag, in a virtual
      environment made from the commit's requirements/promote.txt;
   3. builds with buildah, and pushes to the local registry, each image whose tag the registry lacks;
   4. runs `invoke promote --commit` (the task the GitHub images workflow runs) and pushes the
      commit it makes to main through git, so the hooks tell Argo CD; the build that push queues
-     finds every image present and nothing to promote;
+     finds every image present and nothing to promote, and leaves the status naming main's tip
+     (orchestrator.sh waits for exactly that: the status's commit is main, and it succeeded);
   5. removes the queued commit, unless a push queued a newer one meanwhile: it builds that next.
 A failed build promotes nothing, so the images that run stay. The queue entry stays until a build is
 over, so one that a halt of the VM cut short starts again at boot.
 
 `moviestream-builds status [--json] | wait [--timeout S] | log [COMMIT]` (this file, linked) shows
-the builds: orchestrator.sh runs it over `vagrant ssh`.
+the builds; orchestrator.sh reads the status file over `vagrant ssh`.
 
 Standard library only, for Ubuntu 22.04's python3 (3.10). Settings: the file MOVIESTREAM_CONFIG
 (written by provision-gitserver.sh), then MOVIESTREAM_* environment variables.
@@ -317,8 +318,7 @@ class Build:
                 return
             raise
         self.status["promoted"] = after
-        self.note(f"promoted as {after}; its images are these, so the build its push queued is dropped")
-        finish_queued(self.config, after)
+        self.note(f"promoted as {after}")
 
 
 def run(config: Config) -> int:
@@ -367,7 +367,7 @@ def wait(config: Config, timeout: float, poll: float = 1.0) -> int:
     while queued(config) is not None:
         if time.monotonic() > deadline:
             show_status(config)
-            print(f"still building after {timeout:.0f} s (journalctl -u moviestream-deployer)", file=sys.stderr)
+            print(f"still building after {timeout:.0f} s (journalctl -u moviestream-build)", file=sys.stderr)
             return 2
         time.sleep(poll)
     show_status(config)

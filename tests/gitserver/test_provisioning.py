@@ -24,8 +24,8 @@ def test_the_templates_are_the_files_that_need_settings() -> None:
     assert TEMPLATES == [
         "deployer.env",
         "docker-registry.conf",
-        "moviestream-deployer.path",
-        "moviestream-deployer.service",
+        "moviestream-build.path",
+        "moviestream-build.service",
         "nginx-site.conf",
         "registry.yml",
     ]
@@ -67,6 +67,43 @@ def test_a_bad_address_is_refused_before_anything_is_written(server: Server, set
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        ("10.0.2.0/24 dev eth0 proto kernel scope link src 10.0.2.15 metric 100\n"
+         "192.168.56.0/24 dev eth1 proto kernel scope link src 192.168.56.10\n", "allow 192.168.56.0/24;"),
+        ("10.0.2.0/24 dev eth0 proto kernel scope link src 10.0.2.15\n",
+         "no network route has the source 192.168.56.10: set HOST_NETWORK_CIDR"),
+    ],
+)  # fmt: skip
+def test_without_host_network_cidr_the_network_of_the_master_address_is_used(
+    server: Server, tmp_path: Path, routes: str, expected: str
+) -> None:
+    stand_ins = tmp_path / "bin"
+    stand_ins.mkdir()
+    (tmp_path / "routes").write_text(routes)
+    (stand_ins / "ip").write_text(f"#!/bin/sh\ncat {tmp_path / 'routes'}\n")
+    (stand_ins / "ip").chmod(0o755)
+    result = server.run(
+        "render",
+        "nginx-site.conf",
+        MASTER_IP="192.168.56.10",
+        HOST_NETWORK_CIDR="",
+        PATH=f"{stand_ins}:{server.env['PATH']}",
+    )
+    assert expected in result.stdout + result.stderr
+
+
+def test_an_upload_that_landed_inside_an_old_copy_is_the_one_used(server: Server, tmp_path: Path) -> None:
+    upload = tmp_path / "upload"
+    shutil.copytree(FILES, upload)
+    (upload / "registry.yml").write_text("old: copy\n")
+    shutil.copytree(FILES, upload / "gitserver")
+    rendered = server.step("render", "registry.yml", GITSERVER_FILES=str(upload))
+    assert "addr:" in rendered
+    assert "old: copy" not in rendered
+
+
 def test_a_setting_that_cannot_be_rendered_or_an_unknown_template_is_refused(server: Server) -> None:
     odd = server.run("render", "registry.yml", MOVIESTREAM_REGISTRY_UPSTREAM="127.0.0.1:5001|x")
     assert odd.returncode == 1
@@ -90,7 +127,7 @@ def test_a_template_naming_an_unknown_setting_is_refused(server: Server, tmp_pat
 
 @needs_tool("systemd-analyze")
 def test_the_systemd_units_are_valid(server: Server, tmp_path: Path) -> None:
-    units = ("moviestream-deployer.service", "moviestream-deployer.path")
+    units = ("moviestream-build.service", "moviestream-build.path")
     for unit in units:
         (tmp_path / unit).write_text(server.step("render", unit))
     result = subprocess.run(
@@ -102,7 +139,7 @@ def test_the_systemd_units_are_valid(server: Server, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    path_unit = (tmp_path / "moviestream-deployer.path").read_text()
+    path_unit = (tmp_path / "moviestream-build.path").read_text()
     assert f"PathExists={server.queue}\n" in path_unit
 
 
