@@ -6,24 +6,27 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke import Collection, Context, Exit, task
 
-from devtools import ROOT
-from devtools.bench import cli as bench_cli
-from devtools.gitops import images, sealed_secrets, sealing
-from devtools.gitops import lint as manifest_lint
-from devtools.gitops.bootstrap import Bootstrap, BootstrapError
-from devtools.gitops.kube import Cluster
-from devtools.stack import local_stack, preflight
+if TYPE_CHECKING:
+    from devtools.stack import local_stack
+
+# Each task imports what it needs, so that `invoke promote` and `invoke image-tags` run on the
+# master VM's small virtual environment (invoke, ruamel.yaml, PyYAML) without the rest.
 
 
 def _stack(state_dir: str | None = None) -> local_stack.Stack:
+    from devtools.stack import local_stack
+
     config = local_stack.StackConfig.load(*([local_stack.Path(state_dir)] if state_dir else []))
     return local_stack.Stack(config)
 
 
 def _run_stack_action(action, *args) -> None:
+    from devtools.stack import local_stack
+
     try:
         action(*args)
     except local_stack.StackError as exc:
@@ -39,6 +42,8 @@ def _run_stack_action(action, *args) -> None:
 )
 def up(c: Context, gateway_port: int = 3000, inventory_port: int = 8080, billing_port: int = 8081) -> None:
     """Start the three services in the background against the local PostgreSQL and RabbitMQ."""
+    from devtools.stack import local_stack, preflight
+
     found = preflight.problems()
     if found:
         raise Exit("error: " + "\n".join(found), code=1)
@@ -114,6 +119,9 @@ def bench(
     max_movies: int = 1_000_000,
 ) -> None:
     """Measure the services against their anchors (nginx, plain pika, a raw consumer); PASS/FAIL per goal."""
+    from devtools.bench import cli as bench_cli
+    from devtools.stack import preflight
+
     found = preflight.problems()
     if found:
         raise Exit("error: " + "\n".join(found), code=1)
@@ -150,6 +158,9 @@ def load(c: Context, url: str = DEFAULT_GATEWAY, users: int = 50, spawn_rate: fl
 @task(help={"cluster": "which cluster's key (default vagrant)", "force": "replace the key (the old one is kept aside)"})
 def sealing_key(c: Context, cluster: str = "vagrant", force: bool = False) -> None:
     """Make sure the Sealed Secrets key pair exists: private key outside git, certificate in sealed-secrets/."""
+    from devtools import ROOT
+    from devtools.gitops import sealed_secrets, sealing
+
     paths = sealed_secrets.ClusterPaths(cluster)
     try:
         outcome = sealed_secrets.create_key_pair(paths, force=force)
@@ -169,6 +180,9 @@ def sealing_key(c: Context, cluster: str = "vagrant", force: bool = False) -> No
 )
 def seal_secrets(c: Context, cluster: str = "vagrant", commit: bool = False) -> None:
     """Seal the values in .secrets/<cluster>.env (random passwords for missing ones) into sealed-secrets/<cluster>/."""
+    from devtools import ROOT
+    from devtools.gitops import sealed_secrets, sealing
+
     paths = sealed_secrets.ClusterPaths(cluster)
     try:
         written = sealed_secrets.seal_all(paths)
@@ -193,6 +207,10 @@ def bootstrap(
     c: Context, cluster: str = "vagrant", kubeconfig: str = "", wait: bool = True, timeout: int = 1500
 ) -> None:
     """Hand a cluster to Argo CD: sealing key, Sealed Secrets, Argo CD, the root Application (safe to repeat)."""
+    from devtools.gitops import sealing
+    from devtools.gitops.bootstrap import Bootstrap, BootstrapError
+    from devtools.gitops.kube import Cluster
+
     config = Path(kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube/config")
     if not config.is_file():
         raise Exit(f"error: no kubeconfig at {config}", code=1)
@@ -205,6 +223,8 @@ def bootstrap(
 @task(help={"remote": "also render kustomizations that build on remote URLs (needs the network)"})
 def lint(c: Context, remote: bool = False) -> None:
     """yamllint, build every kustomization, validate each object against the pinned Kubernetes, apply the rules."""
+    from devtools.gitops import lint as manifest_lint
+
     problems = manifest_lint.lint(allow_remote=remote)
     if problems:
         raise Exit("invoke lint found problems:\n" + "\n".join(f"  {p}" for p in problems), code=1)
@@ -219,12 +239,16 @@ IMAGE_HELP = {
 
 
 def _image_args(service: list[str], user: str, tag: str) -> tuple[list[str], str, str]:
+    from devtools.gitops import images
+
     return images.check_services(service), user or os.environ.get("DOCKERHUB_USERNAME", ""), tag or images.git_tag()
 
 
 @task(iterable=["service"], help=IMAGE_HELP)
 def build(c: Context, service: list[str], user: str = "", tag: str = "") -> None:
     """Build the service images (Docker SDK) as <user>/<service>:<short git SHA>."""
+    from devtools.gitops import images
+
     try:
         built = images.build(*_image_args(service, user, tag))
     except images.ImageError as exc:
@@ -235,6 +259,8 @@ def build(c: Context, service: list[str], user: str = "", tag: str = "") -> None
 @task(iterable=["service"], help=IMAGE_HELP)
 def push(c: Context, service: list[str], user: str = "", tag: str = "") -> None:
     """Push the images that `invoke build` made (after `docker login`)."""
+    from devtools.gitops import images
+
     try:
         pushed = images.push(*_image_args(service, user, tag))
     except images.ImageError as exc:
@@ -242,5 +268,49 @@ def push(c: Context, service: list[str], user: str = "", tag: str = "") -> None:
     print("pushed " + " ".join(pushed))
 
 
+@task(
+    iterable=["image"],
+    help={
+        "overlay": "the overlay to write, e.g. overlays/vagrant",
+        "image": "SERVICE=IMAGE:TAG or SERVICE=IMAGE@sha256:DIGEST (repeatable)",
+        "commit": "commit the kustomization alone, and only if it changed",
+        "source": "the commit the images were built from, named in the commit message (default HEAD)",
+    },
+)
+def promote(c: Context, overlay: str, image: list[str], commit: bool = False, source: str = "HEAD") -> None:
+    """Write new image references into an overlay's kustomization (what CI and the cluster's deployer run)."""
+    from devtools.gitops import promotion
+
+    try:
+        result = promotion.promote(overlay, image, commit=commit, source=source)
+    except promotion.PromotionError as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+    if not result.changed:
+        print(f"{overlay} already names these images; nothing to do")
+        return
+    for changed in result.changed:
+        print(f"{changed.service}: {changed.reference}")
+    if result.commit:
+        print(f"committed {result.commit}")
+
+
+@task(help={"rev": "the commit to compute the tags at (default HEAD)", "as_json": "print JSON instead of lines"})
+def image_tags(c: Context, rev: str = "HEAD", as_json: bool = False) -> None:
+    """Print each service's content tag: a hash of what its image is built from at REV."""
+    from devtools.gitops import image_tags as tags
+
+    try:
+        found = tags.content_tags(rev)
+    except tags.ImageTagError as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+    if as_json:
+        print(json.dumps(found))
+        return
+    for service, tag in found.items():
+        print(f"{service:<14} {tag}")
+
+
 stack = Collection("stack", up, down, start, stop, status, logs)
-namespace = Collection(test, lint, sealing_key, seal_secrets, bootstrap, build, push, bench, load, stack)
+namespace = Collection(
+    test, lint, sealing_key, seal_secrets, bootstrap, build, push, promote, image_tags, bench, load, stack
+)

@@ -10,8 +10,7 @@ import docker
 from docker.errors import APIError, BuildError, DockerException
 
 from devtools import ROOT
-
-SERVICES = ("inventory-app", "billing-app", "api-gateway")
+from devtools.gitops.image_tags import SERVICES
 
 
 class ImageError(RuntimeError):
