@@ -10,7 +10,7 @@ from pathlib import Path
 from invoke import Collection, Context, Exit, task
 
 from devtools.bench import cli as bench_cli
-from devtools.gitops import images, sealed_secrets, sealing
+from devtools.gitops import images, lockfile, sealed_secrets, sealing
 from devtools.gitops import lint as manifest_lint
 from devtools.stack import local_stack, preflight
 
@@ -177,6 +177,29 @@ def lint(c: Context) -> None:
     print("invoke lint: clean")
 
 
+@task(
+    help={
+        "check": "only report whether the locks match their inputs",
+        "upgrade": "move every pin to the newest release its range allows",
+    }
+)
+def lock(c: Context, check: bool = False, upgrade: bool = False) -> None:
+    """Compile requirements/*.in into the hash-locked requirements/*.txt (uv pip compile); --check fails when stale."""
+    root = Path(__file__).parent
+    try:
+        if check:
+            problems = lockfile.stale(root)
+            if problems:
+                raise Exit("the locks are stale; run `invoke lock`:\n" + "\n".join(f"  {p}" for p in problems), code=1)
+            print("invoke lock: requirements/*.txt match their inputs")
+            return
+        for name in lockfile.LOCKS:
+            lockfile.compile_lock(root, name, upgrade=upgrade)
+            print(f"compiled requirements/{name}")
+    except RuntimeError as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+
+
 IMAGE_HELP = {
     "service": "one service (repeatable); all three by default",
     "user": "Docker Hub user or organisation (default: $DOCKERHUB_USERNAME)",
@@ -209,4 +232,4 @@ def push(c: Context, service: list[str], user: str = "", tag: str = "") -> None:
 
 
 stack = Collection("stack", up, down, start, stop, status, logs)
-namespace = Collection(test, lint, sealing_key, seal_secrets, build, push, bench, load, stack)
+namespace = Collection(test, lint, lock, sealing_key, seal_secrets, build, push, bench, load, stack)
