@@ -90,6 +90,8 @@ def hadolint_problems(root: Path) -> list[str]:
 
 def zizmor_problems(root: Path) -> list[str]:
     """zizmor's audits of the workflows and Dependabot's configuration, offline (no GitHub API)."""
+    if not (root / ".github").is_dir():
+        return []
     result = subprocess.run(
         [str(BIN / "zizmor"), "--offline", "--no-progress", "--format", "plain", ".github"],
         cwd=root,

@@ -159,3 +159,21 @@ def test_an_application_without_the_repository_component_is_refused(repo: Path) 
         "clusters/vagrant/apps: Application/argocd: REPO_URL is not filled in (include the clusters/vagrant/repository component)"
         in problems
     )
+
+
+def test_a_secret_volume_with_a_key_nothing_provides_is_refused(repo: Path) -> None:
+    edit(repo / "base/postgres/statefulset.yaml", "{key: password, path: password}", "{key: pasword, path: password}")
+    problems = problems_of(repo)
+    assert (
+        "overlays/vagrant: StatefulSet/billing-db: volume credentials mounts billing-db/pasword, which no SealedSecret holds"
+        in problems
+    )
+
+
+def test_a_password_file_variable_is_not_a_credential_literal_but_a_password_is(repo: Path) -> None:
+    statefulset = repo / "base/postgres/statefulset.yaml"
+    edit(statefulset, "value: /run/secrets/postgres/password", "value: hunter2")
+    assert (
+        "overlays/vagrant: StatefulSet/inventory-db: container postgres sets POSTGRES_PASSWORD_FILE as a literal; "
+        "read it from a Secret (valueFrom.secretKeyRef)"
+    ) in problems_of(repo)
