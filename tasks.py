@@ -10,7 +10,7 @@ from pathlib import Path
 from invoke import Collection, Context, Exit, task
 
 from devtools.bench import cli as bench_cli
-from devtools.gitops import images, lockfile, sealed_secrets, sealing
+from devtools.gitops import images, lockfile, scanners, sealed_secrets, sealing
 from devtools.gitops import lint as manifest_lint
 from devtools.stack import local_stack, preflight
 
@@ -170,8 +170,13 @@ def seal_secrets(c: Context, cluster: str = "vagrant") -> None:
 
 @task
 def lint(c: Context) -> None:
-    """yamllint, build every kustomization, validate each object against the pinned Kubernetes, apply the rules."""
-    problems = manifest_lint.lint()
+    """yamllint, kustomize builds, schemas, manifest rules, workflow checks, checkov and detect-secrets."""
+    root = Path(__file__).parent
+    problems = manifest_lint.lint(root)
+    for name, scan in (("checkov", scanners.policy_problems), ("detect-secrets", scanners.secret_problems)):
+        found = scan(root)
+        print(f"{'ok  ' if not found else 'FAIL'}  {name}")
+        problems += found
     if problems:
         raise Exit("invoke lint found problems:\n" + "\n".join(f"  {p}" for p in problems), code=1)
     print("invoke lint: clean")
@@ -198,6 +203,13 @@ def lock(c: Context, check: bool = False, upgrade: bool = False) -> None:
             print(f"compiled requirements/{name}")
     except RuntimeError as exc:
         raise Exit(f"error: {exc}", code=1) from None
+
+
+@task
+def secrets_baseline(c: Context) -> None:
+    """Record detect-secrets' current findings in .secrets.baseline as false positives (read them first)."""
+    count = scanners.write_secrets_baseline(Path(__file__).parent)
+    print(f"{scanners.BASELINE}: {count} finding(s) recorded as false positives")
 
 
 IMAGE_HELP = {
@@ -232,4 +244,4 @@ def push(c: Context, service: list[str], user: str = "", tag: str = "") -> None:
 
 
 stack = Collection("stack", up, down, start, stop, status, logs)
-namespace = Collection(test, lint, lock, sealing_key, seal_secrets, build, push, bench, load, stack)
+namespace = Collection(test, lint, lock, secrets_baseline, sealing_key, seal_secrets, build, push, bench, load, stack)
