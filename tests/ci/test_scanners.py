@@ -67,3 +67,10 @@ def test_a_secret_beyond_the_baseline_is_reported_and_the_baseline_is_not(tmp_pa
         "detect-secrets: settings.py:1: Secret Keyword (move a real secret out of git; "
         "after reading a false positive, `invoke secrets-baseline`)"
     ]
+
+
+def test_a_workflow_finding_is_reported(repo: Path) -> None:
+    edit(repo / ".github/workflows/e2e.yml", "    env:\n", "    env:\n      ACTIONS_ALLOW_UNSECURE_COMMANDS: true\n")
+    problems = scanners.policy_problems(repo)
+    assert problems
+    assert all(p.startswith("checkov: .github/workflows/e2e.yml") and "CKV_GHA_1" in p for p in problems), problems
