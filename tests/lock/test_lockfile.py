@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +107,17 @@ def test_a_wheel_added_to_a_locked_release_is_not_staleness_but_a_vanished_hash_
     assert lockfile.differences(committed, lockfile.parse(BLOCK.replace("bbbb", "dddd"))) == [
         "flask==3.1.3: a locked hash is not a file of that release"
     ]
+
+
+def test_a_dependency_added_to_an_input_makes_the_lock_stale(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "requirements", tmp_path / "requirements")
+    shutil.copytree(
+        ROOT / "apps", tmp_path / "apps", ignore=shutil.ignore_patterns("tests", "*.egg-info", "__pycache__")
+    )
+    assert lockfile.stale(tmp_path) == []
+    with (tmp_path / "requirements/lock.in").open("a") as inputs:
+        inputs.write("tomli-w>=1\n")
+    [problem] = lockfile.stale(tmp_path)
+    assert re.fullmatch(
+        r"requirements/lock.txt: tomli-w: needed by the inputs \([\d.]+\), missing from the lock", problem
+    )
