@@ -222,13 +222,53 @@ def bootstrap(
 
 @task(help={"remote": "also render kustomizations that build on remote URLs (needs the network)"})
 def lint(c: Context, remote: bool = False) -> None:
-    """yamllint, build every kustomization, validate each object against the pinned Kubernetes, apply the rules."""
+    """yamllint, kustomize builds, schemas, manifest and cluster rules, workflow checks, checkov, detect-secrets."""
+    from devtools import ROOT
     from devtools.gitops import lint as manifest_lint
+    from devtools.gitops import scanners
 
-    problems = manifest_lint.lint(allow_remote=remote)
+    problems = manifest_lint.lint(ROOT, allow_remote=remote)
+    for name, scan in (("checkov", scanners.policy_problems), ("detect-secrets", scanners.secret_problems)):
+        found = scan(ROOT)
+        print(f"{'ok  ' if not found else 'FAIL'}  {name}")
+        problems += found
     if problems:
         raise Exit("invoke lint found problems:\n" + "\n".join(f"  {p}" for p in problems), code=1)
     print("invoke lint: clean")
+
+
+@task(
+    help={
+        "check": "only report whether the locks match their inputs",
+        "upgrade": "move every pin to the newest release its range allows",
+    }
+)
+def lock(c: Context, check: bool = False, upgrade: bool = False) -> None:
+    """Compile requirements/*.in into the hash-locked requirements/*.txt (uv pip compile); --check fails when stale."""
+    from devtools.gitops import lockfile
+
+    root = Path(__file__).parent
+    try:
+        if check:
+            problems = lockfile.stale(root)
+            if problems:
+                raise Exit("the locks are stale; run `invoke lock`:\n" + "\n".join(f"  {p}" for p in problems), code=1)
+            print("invoke lock: requirements/*.txt match their inputs")
+            return
+        for name in lockfile.LOCKS:
+            lockfile.compile_lock(root, name, upgrade=upgrade)
+            print(f"compiled requirements/{name}")
+    except RuntimeError as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+
+
+@task
+def secrets_baseline(c: Context) -> None:
+    """Record detect-secrets' current findings in .secrets.baseline as false positives (read them first)."""
+    from devtools.gitops import scanners
+
+    count = scanners.write_secrets_baseline(Path(__file__).parent)
+    print(f"{scanners.BASELINE}: {count} finding(s) recorded as false positives")
 
 
 IMAGE_HELP = {
@@ -312,5 +352,6 @@ def image_tags(c: Context, rev: str = "HEAD", as_json: bool = False) -> None:
 
 stack = Collection("stack", up, down, start, stop, status, logs)
 namespace = Collection(
-    test, lint, sealing_key, seal_secrets, bootstrap, build, push, promote, image_tags, bench, load, stack
-)
+    test, lint, lock, secrets_baseline, sealing_key, seal_secrets, bootstrap, build, push, promote, image_tags,
+    bench, load, stack,
+)  # fmt: skip

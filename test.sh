@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test on a fresh clone: makes .venv, installs the pinned
-# dependencies, finds PostgreSQL and RabbitMQ, then runs ruff, invoke lint
-# and every pytest suite. Extra arguments go to pytest (e.g. ./test.sh -k billing).
+# Runs every test on a fresh clone: makes .venv, installs the locked
+# dependencies (hash-checked), finds PostgreSQL and RabbitMQ, then runs ruff,
+# the lock check, invoke lint and every pytest suite. Extra arguments go to
+# pytest (e.g. ./test.sh -k billing).
 # ./test.sh --setup-only makes .venv and stops (orchestrator.sh and the local stack use it).
 set -euo pipefail
 
@@ -36,10 +37,29 @@ ensure_venv() {
   stamp="${VENV}/.installed"
   wanted="$(cat "${ROOT}"/requirements/*.txt "${ROOT}"/apps/*/pyproject.toml | cksum)"
   if [[ ! -f "${stamp}" || "$(cat "${stamp}")" != "${wanted}" ]]; then
-    echo "==> installing pinned dependencies"
-    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check -r "${ROOT}/requirements/dev.txt"
+    echo "==> installing the locked dependencies (hash-checked)"
+    install_locked
     echo "${wanted}" >"${stamp}"
   fi
+}
+
+# Every third-party package exactly as requirements/lock.txt pins it, each
+# file checked against its hashes; then our own packages (the lock's -e
+# lines) from this checkout, built by the locked setuptools without fetching
+# anything; then checkov in a venv of its own (see requirements/checkov.in).
+install_locked() {
+  local pip=("${VENV}/bin/python" -m pip --quiet --disable-pip-version-check)
+  "${VENV}/bin/python" "${ROOT}/devtools/gitops/lockfile.py" "${ROOT}/requirements/lock.txt" >"${VENV}/locked.txt"
+  "${pip[@]}" install --require-hashes --no-deps -r "${VENV}/locked.txt"
+  grep '^-e ' "${ROOT}/requirements/lock.txt" >"${VENV}/editables.txt"
+  "${pip[@]}" install --no-deps --no-index --no-build-isolation -r "${VENV}/editables.txt"
+  "${pip[@]}" check
+  if [[ ! -x "${VENV}/checkov/bin/python" ]]; then
+    "${VENV}/bin/python" -m venv "${VENV}/checkov"
+  fi
+  "${VENV}/checkov/bin/python" -m pip --quiet --disable-pip-version-check install --require-hashes --no-deps \
+    -r "${ROOT}/requirements/checkov.txt"
+  ln -sf ../checkov/bin/checkov "${VENV}/bin/checkov"
 }
 
 ensure_services() {
@@ -67,7 +87,9 @@ main() {
   echo "==> ruff"
   "${VENV}/bin/ruff" check .
   "${VENV}/bin/ruff" format --check .
-  echo "==> invoke lint (YAML, kustomize builds, schemas, manifest rules)"
+  echo "==> invoke lock --check (the locks match their inputs; asks PyPI)"
+  "${VENV}/bin/invoke" lock --check
+  echo "==> invoke lint (YAML, kustomize builds, schemas, manifest rules, checkov, zizmor, detect-secrets)"
   "${VENV}/bin/invoke" lint
   echo "==> pytest"
   "${VENV}/bin/python" -m pytest "$@"

@@ -1,19 +1,30 @@
 # syntax=docker/dockerfile:1
 # api-gateway: the API gateway (aiohttp on uvloop, under gunicorn).
 # Build from the repository root: docker build -f Dockerfiles/api-gateway.Dockerfile .
+# checkov:skip=CKV_DOCKER_2: Kubernetes' probes (base/) check the service; the kubelet ignores HEALTHCHECK
 
-FROM python:3.11.14-slim-bookworm AS build
+FROM python:3.11.15-slim-trixie AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-RUN python -m venv --without-pip /opt/venv
-COPY requirements/constraints.txt /src/requirements/constraints.txt
+COPY requirements/lock.txt /src/requirements/lock.txt
+COPY devtools/gitops/lockfile.py /src/lockfile.py
 COPY apps/common /src/apps/common
 COPY apps/api-gateway /src/apps/api-gateway
-# Wheels only (psycopg's binary wheel carries libpq): no compiler, nothing built but our code.
-RUN pip --python /opt/venv/bin/python install --only-binary=:all: \
-      --constraint /src/requirements/constraints.txt \
+# Our two packages become wheels, offline, built by the locked setuptools (hash-checked).
+RUN python3 /src/lockfile.py /src/requirements/lock.txt setuptools > /src/build.txt \
+    && python -m venv /opt/build \
+    && /opt/build/bin/pip install --require-hashes --no-deps -r /src/build.txt \
+    && /opt/build/bin/pip wheel --no-deps --no-index --no-build-isolation --wheel-dir /src/wheels \
       /src/apps/common /src/apps/api-gateway
+# Exactly the locked packages the service needs, each file checked against its hashes (wheels
+# only: nothing is compiled), then our wheels, then pip's check that nothing is missing.
+RUN python3 /src/lockfile.py /src/requirements/lock.txt /src/apps/api-gateway > /src/runtime.txt \
+    && python -m venv --without-pip /opt/venv \
+    && /opt/build/bin/pip --python /opt/venv/bin/python install --require-hashes --no-deps --only-binary=:all: \
+      -r /src/runtime.txt \
+    && /opt/build/bin/pip --python /opt/venv/bin/python install --no-deps --no-index /src/wheels/*.whl \
+    && /opt/build/bin/pip --python /opt/venv/bin/python check
 
-FROM python:3.11.14-slim-bookworm
+FROM python:3.11.15-slim-trixie
 LABEL org.opencontainers.image.title="api-gateway" \
       org.opencontainers.image.source="https://github.com/moviestream-platform/moviestream"
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PORT=3000

@@ -1,5 +1,6 @@
 """Offline checks of what only runs on GitHub or Docker: workflow schemas, action pinning,
-least-privilege permissions, Dependabot's configuration, and hadolint over the Dockerfiles."""
+least-privilege permissions, Dependabot's configuration, hadolint over the Dockerfiles and zizmor
+over the workflows."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from typing import Any
 
 import yaml
 
-PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+# An action is named by the full commit SHA of its release, with the release in a comment
+# (`uses: owner/repo@<40 hex> # v1.2.3`): a tag can be moved, a commit cannot.
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$")
+PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+VERSION_COMMENT = re.compile(r"^\s*#\s*v\d+\.\d+\.\d+\s*$")
 BIN = Path(sys.executable).parent
 
 
@@ -27,15 +32,16 @@ def _steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def pinning_problems(path: Path, relative: str) -> list[str]:
     problems = []
-    for job, step in _steps(_load(path)):
-        uses = step.get("uses")
-        if not uses or uses.startswith("./"):
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        match = USES.match(line)
+        if not match or match[1].startswith("./"):
             continue
+        uses, rest = match[1], match[2]
         if uses.startswith("docker://"):
             if "@sha256:" not in uses and not re.search(r":v?\d+\.\d+", uses):
-                problems.append(f"{relative}: job {job}: {uses} must name an exact image version or digest")
-        elif not PINNED_ACTION.match(uses):
-            problems.append(f"{relative}: job {job}: {uses} must be pinned to @vX.Y.Z or a full commit SHA")
+                problems.append(f"{relative}:{number}: {uses} must name an exact image version or digest")
+        elif not PINNED_ACTION.match(uses) or not VERSION_COMMENT.match(rest):
+            problems.append(f"{relative}:{number}: {uses} must be pinned to a full commit SHA with `# vX.Y.Z` after it")
     return problems
 
 
@@ -82,6 +88,24 @@ def hadolint_problems(root: Path) -> list[str]:
     return [f"hadolint: {line}" for line in result.stdout.strip().splitlines()] if result.returncode else []
 
 
+def zizmor_problems(root: Path) -> list[str]:
+    """zizmor's audits of the workflows and Dependabot's configuration, offline (no GitHub API)."""
+    if not (root / ".github").is_dir():
+        return []
+    result = subprocess.run(
+        [str(BIN / "zizmor"), "--offline", "--no-progress", "--format", "plain", ".github"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode == 0:
+        return []
+    return [f"zizmor: {line}" for line in result.stdout.strip().splitlines() if line.strip()] or [
+        f"zizmor exited {result.returncode}: {result.stderr.strip()}"
+    ]
+
+
 def ci_problems(root: Path) -> list[str]:
     workflows = sorted((root / ".github" / "workflows").glob("*.y*ml"))
     problems = schema_problems(workflows, "vendor.github-workflows", root)
@@ -90,4 +114,4 @@ def ci_problems(root: Path) -> list[str]:
     for path in workflows:
         relative = str(path.relative_to(root))
         problems += pinning_problems(path, relative) + permission_problems(path, relative)
-    return problems + hadolint_problems(root)
+    return problems + hadolint_problems(root) + zizmor_problems(root)

@@ -1,7 +1,7 @@
 """The three service images and their content tags: a hash of exactly what each image is built from.
 
-A service's tag changes when its Dockerfile, its own code, the shared package, the pinned
-requirements or .dockerignore change at a commit, and only then: a README edit or a change under a
+A service's tag changes when its Dockerfile, its own code, the shared package, the lock (or the
+script that reads it) or .dockerignore change at a commit, and only then: a README edit or a change under a
 service's tests/ (which .dockerignore keeps out of the build context) builds nothing new. The tag
 is the first 12 hex digits of a SHA-256 over the git tree entries (mode, blob id, path) of those
 paths, so it names the content, can never mean two builds, and passes the lint's immutable-tag rule.
@@ -22,6 +22,7 @@ IMAGE_CONTENT = (
     "Dockerfiles/{service}.Dockerfile",
     ".dockerignore",
     "requirements",
+    "devtools/gitops/lockfile.py",
     "apps/common",
     "apps/{service}",
 )

@@ -25,8 +25,6 @@ COMPONENTS = {
     "api-gateway": ("Deployment", 3000),
 }
 HPA_BOUNDS = {"inventory-app": (1, 3, 60), "api-gateway": (1, 3, 60)}
-# Images whose entrypoint writes to its own filesystem (see the manifest's comment).
-WRITABLE_ROOT = {"rabbitmq"}
 CREDENTIAL_NAME = re.compile(r"PASS(WORD)?|SECRET|TOKEN|PRIVATE|API_?KEY|CREDENTIAL|(^|_)USER(NAME)?$", re.IGNORECASE)
 IMMUTABLE_TAG = re.compile(r"^(v?\d+(\.\d+){1,2}([-.][0-9A-Za-z.]+)?|sha-[0-9a-f]{7,40}|[0-9a-f]{7,40})$")
 PINNED_REF = re.compile(r"(\?ref=|/download/|/)v?\d+\.\d+\.\d+(/|$|[?&])")
@@ -116,12 +114,17 @@ def no_plaintext_secrets(objects: list[Rendered]) -> list[str]:
     ]
 
 
+def _names_a_file(env: dict[str, Any]) -> bool:
+    """POSTGRES_PASSWORD_FILE=/run/secrets/... names where the credential is mounted, not the credential."""
+    return env.get("name", "").endswith("_FILE") and str(env.get("value", "")).startswith("/")
+
+
 def no_credential_literals(objects: list[Rendered]) -> list[str]:
     problems = []
     for item in _workloads(objects):
         for container in _containers(item):
             for env in container.get("env") or []:
-                if "value" in env and CREDENTIAL_NAME.search(env.get("name", "")):
+                if "value" in env and CREDENTIAL_NAME.search(env.get("name", "")) and not _names_a_file(env):
                     problems.append(
                         f"{item}: container {container.get('name')} sets {env['name']} as a literal; "
                         "read it from a Secret (valueFrom.secretKeyRef)"
@@ -174,13 +177,13 @@ def containers_are_hardened_and_sized(objects: list[Rendered]) -> list[str]:
             seccomp = (security.get("seccompProfile") or pod_security.get("seccompProfile") or {}).get("type")
             if seccomp != "RuntimeDefault":
                 problems.append(f"{where} must use the RuntimeDefault seccomp profile")
-            if security.get("readOnlyRootFilesystem") is not True and item.name not in WRITABLE_ROOT:
+            if security.get("readOnlyRootFilesystem") is not True:
                 problems.append(f"{where} must have a read-only root filesystem")
     return problems
 
 
 def secret_references_resolve(objects: list[Rendered]) -> list[str]:
-    """Every secretKeyRef names a SealedSecret of the same target that holds that key."""
+    """Every secretKeyRef and secret volume names a SealedSecret of the same target that holds its keys."""
     sealed = {}
     for item in objects:
         if item.kind == "SealedSecret":
@@ -200,6 +203,23 @@ def secret_references_resolve(objects: list[Rendered]) -> list[str]:
                     problems.append(
                         f"{item}: {env['name']} reads {ref.get('name')}/{ref.get('key')}, which no SealedSecret holds"
                     )
+        problems += _secret_volume_problems(item, sealed)
+    return problems
+
+
+def _secret_volume_problems(item: Rendered, sealed: dict[str, set[str]]) -> list[str]:
+    problems = []
+    for volume in _pod_spec(item).get("volumes") or []:
+        source = volume.get("secret")
+        if source is None:
+            continue
+        where, name = f"{item}: volume {volume.get('name')} mounts", source.get("secretName")
+        if name not in sealed:
+            problems.append(f"{where} Secret {name}, which no SealedSecret makes")
+            continue
+        for key in [entry.get("key") for entry in source.get("items") or []]:
+            if key not in sealed[name]:
+                problems.append(f"{where} {name}/{key}, which no SealedSecret holds")
     return problems
 
 

@@ -51,7 +51,7 @@ def commit_file(root: Path, relative: str, text: str, message: str = "") -> str:
 def make_repository(root: Path, *, with_tasks: bool = False) -> Path:
     """Dockerfiles, apps (with tests), the real requirements, an overlay; tasks.py and devtools/ if asked."""
     files = {
-        ".dockerignore": "*\n!apps/\n!requirements/constraints.txt\napps/*/tests/\n",
+        ".dockerignore": "*\n!apps/\n!requirements/lock.txt\n!devtools/gitops/lockfile.py\napps/*/tests/\n",
         "README.md": "# scratch\n",
         "apps/common/src/moviestream_common/__init__.py": '"""shared"""\n',
         "apps/common/tests/test_common.py": "def test_nothing():\n    pass\n",

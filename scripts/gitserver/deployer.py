@@ -4,7 +4,7 @@
 `deployer.py run` (moviestream-build.service, started when the post-receive hook queues a commit):
   1. reads the queued commit (the newest push to main) and checks it out in a work clone;
   2. asks the repository's own `invoke image-tags` for each service's content tag, in a virtual
-     environment made from the commit's requirements/promote.txt;
+     environment made from the promote group of the commit's requirements/lock.txt;
   3. builds with buildah, and pushes to the local registry, each image whose tag the registry lacks;
   4. runs `invoke promote --commit` (the task the GitHub images workflow runs) and pushes the
      commit it makes to main through git, so the hooks tell Argo CD; the build that push queues
@@ -40,8 +40,9 @@ from pathlib import Path
 from typing import IO, Any
 
 DEFAULT_CONFIG = "/etc/moviestream/deployer.env"
-# The one place that names what `invoke image-tags` and `invoke promote` need.
-REQUIREMENTS = "requirements/promote.txt"
+# What `invoke image-tags` and `invoke promote` need: the lock's `promote` group (devtools/gitops/lockfile.py).
+LOCK = "requirements/lock.txt"
+LOCK_READER = "devtools/gitops/lockfile.py"
 COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 MANIFEST_TYPES = ", ".join(
     [
@@ -251,19 +252,20 @@ class Build:
         return work
 
     def tools(self, checkout: Path) -> str:
-        """invoke, in a virtual environment of the commit's pinned requirements (remade when they change)."""
-        requirements = checkout / REQUIREMENTS
-        if not requirements.is_file():
-            raise BuildFailed(f"{self.commit} has no {REQUIREMENTS}: cannot run invoke image-tags and promote")
-        digest = hashlib.sha256()
-        for path in sorted(requirements.parent.glob("*.txt")):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        """invoke, in a virtual environment of the commit's locked promote group (remade when the lock changes)."""
+        lock, reader = checkout / LOCK, checkout / LOCK_READER
+        if not lock.is_file() or not reader.is_file():
+            raise BuildFailed(f"{self.commit} has no {LOCK} or {LOCK_READER}: cannot run invoke image-tags and promote")
+        digest = hashlib.sha256(lock.read_bytes() + b"\0" + reader.read_bytes())
         venv, stamp = self.config.venv, self.config.venv / ".requirements"
         if not stamp.is_file() or stamp.read_text() != digest.hexdigest():
-            self.note(f"making {venv} from {REQUIREMENTS}")
+            self.note(f"making {venv} from {LOCK} (the promote group, hash-checked)")
             self.command([self.config.python, "-m", "venv", "--clear", str(venv)])
+            wanted = self.command([self.config.python, str(reader), str(lock), "promote"])
+            requirements = venv / "requirements.txt"
+            requirements.write_text(wanted)
             pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-            self.command([*pip, "-r", str(requirements)])
+            self.command([*pip, "--require-hashes", "--no-deps", "-r", str(requirements)])
             stamp.write_text(digest.hexdigest())
         return str(venv / "bin" / "invoke")
 

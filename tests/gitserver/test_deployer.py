@@ -4,7 +4,7 @@ The bare repository and its hooks come from scripts/provision-gitserver.sh, the 
 from the deployer.env it renders. A stand-in buildah on PATH records its calls, can be told to fail
 one service, and "pushes" by writing the manifest file that a small HTTP registry then serves;
 `invoke image-tags` and `invoke promote` are the repository's own, in a virtual environment the
-deployer itself made from requirements/promote.txt (once per test session).
+deployer itself made from the promote group of requirements/lock.txt (once per test session).
 """
 
 from __future__ import annotations
@@ -332,12 +332,14 @@ def test_bad_queue_entries_and_commits_without_what_the_deployer_needs_fail_clea
     assert not cluster.server.queue.exists()
     assert not (cluster.server.root / "state" / "build-status.json").exists()
 
-    git(cluster.client, "rm", "-q", "requirements/promote.txt")
-    bare = commit_file(cluster.client, "README.md", "# no promote.txt\n")
+    git(cluster.client, "rm", "-q", "requirements/lock.txt")
+    bare = commit_file(cluster.client, "README.md", "# no lock\n")
     cluster.push()
     status = cluster.deploy()
     assert status["state"] == "failed"
-    assert status["message"] == f"{bare} has no requirements/promote.txt: cannot run invoke image-tags and promote"
+    assert status["message"] == (
+        f"{bare} has no requirements/lock.txt or devtools/gitops/lockfile.py: cannot run invoke image-tags and promote"
+    )
     assert cluster.main() == bare
 
 

@@ -1,8 +1,8 @@
 """Each Dockerfile's build stage, replayed without Docker: its COPY lines, its pip install, then its CMD.
 
 No Docker engine is needed: the test copies what the build stage copies (minus what .dockerignore
-keeps out), runs the same pip command into a venv that, like the image's, has no pip of its own,
-and starts the image's CMD from outside the repository. If a runtime dependency is missing from a
+keeps out), runs the same commands (the hash-checked install from the lock into a venv that, like
+the image's, has no pip of its own), and starts the image's CMD from outside the repository. If a runtime dependency is missing from a
 Dockerfile or a pyproject, the service cannot start here either.
 """
 
@@ -68,9 +68,9 @@ def replay_build(dockerfile: Path, image_root: Path) -> None:
                 shutil.copy(origin, destination)
         elif keyword == "RUN":
             command = rest.replace("/opt/", inside("/opt") + "/").replace("/src/", inside("/src") + "/")
-            # The image's `pip` is the base image's; here it is the one running the tests.
-            command = command.replace("pip --python", f"{shlex.quote(sys.executable)} -m pip --python")
+            # The image's `python` is the base image's; here it is the one running the tests.
             command = command.replace("python -m venv", f"{shlex.quote(sys.executable)} -m venv")
+            command = command.replace("python3 ", f"{shlex.quote(sys.executable)} ")
             result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=600, check=False)
             assert result.returncode == 0, f"{dockerfile.name}: RUN {rest}\n{result.stderr}"
 

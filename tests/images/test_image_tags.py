@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from devtools import ROOT
+from devtools.gitops import image_tags
 from devtools.gitops.image_tags import SERVICES, ImageTagError, content_tag, content_tags
 from devtools.gitops.manifest_rules import IMMUTABLE_TAG
 from devtools.testing.scratch_repo import commit_file, git, make_repository
@@ -50,8 +53,8 @@ def test_a_change_to_a_service_or_its_dockerfile_changes_only_its_tag(repo: Path
     "relative",
     [
         "apps/common/src/moviestream_common/db.py",
-        "requirements/constraints.txt",
-        "requirements/dev.txt",
+        "requirements/lock.txt",
+        "devtools/gitops/lockfile.py",
         ".dockerignore",
     ],
 )
@@ -118,3 +121,15 @@ def test_invoke_image_tags_prints_them_as_lines_or_json(tmp_path: Path) -> None:
     refused = run("--rev", "nowhere")
     assert refused.returncode == 1
     assert "error: git cannot read 'nowhere'" in refused.stderr
+
+
+def test_every_file_a_dockerfile_copies_from_the_repository_moves_the_tag() -> None:
+    """The tag covers the build context: each COPY source of every Dockerfile is one of its inputs."""
+    for service in image_tags.SERVICES:
+        inputs = [pattern.format(service=service) for pattern in image_tags.IMAGE_CONTENT]
+        dockerfile = (ROOT / "Dockerfiles" / f"{service}.Dockerfile").read_text()
+        copies = re.findall(r"^COPY (?!--from)(.+)$", dockerfile, re.MULTILINE)
+        assert copies, service
+        for line in copies:
+            for source in line.split()[:-1]:
+                assert any(source == path or source.startswith(path + "/") for path in inputs), (service, source)

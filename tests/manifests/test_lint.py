@@ -171,3 +171,21 @@ def test_rabbitmq_without_its_memory_limit_is_refused(repo: Path) -> None:
         "overlays/vagrant: StatefulSet/rabbitmq: RabbitMQ must get its memory limit (RABBITMQ_MEMORY_LIMIT from "
         "limits.memory) as total_memory_available_override_value, or it sizes its alarm from the node's RAM"
     ) in problems_of(repo)
+
+
+def test_a_secret_volume_with_a_key_nothing_provides_is_refused(repo: Path) -> None:
+    edit(repo / "base/postgres/statefulset.yaml", "{key: password, path: password}", "{key: pasword, path: password}")
+    problems = problems_of(repo)
+    assert (
+        "overlays/vagrant: StatefulSet/billing-db: volume credentials mounts billing-db/pasword, which no SealedSecret holds"
+        in problems
+    )
+
+
+def test_a_password_file_variable_is_not_a_credential_literal_but_a_password_is(repo: Path) -> None:
+    statefulset = repo / "base/postgres/statefulset.yaml"
+    edit(statefulset, "value: /run/secrets/postgres/password", "value: hunter2")
+    assert (
+        "overlays/vagrant: StatefulSet/inventory-db: container postgres sets POSTGRES_PASSWORD_FILE as a literal; "
+        "read it from a Secret (valueFrom.secretKeyRef)"
+    ) in problems_of(repo)
