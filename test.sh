@@ -17,7 +17,8 @@ die() {
 
 find_python() {
   local candidate
-  for candidate in python3.13 python3.12 python3.11 python3; do
+  # The lock is compiled for 3.11, the images' Python: the same one first.
+  for candidate in python3.11 python3.12 python3.13 python3; do
     if command -v "${candidate}" >/dev/null 2>&1 \
       && "${candidate}" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
       echo "${candidate}"

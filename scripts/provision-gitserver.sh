@@ -10,6 +10,7 @@
 #   REPO_URL_IN_CLUSTER  the repository URL Argo CD follows, e.g. http://192.168.56.10:8418/moviestream.git
 #   GITSERVER_FILES      where Vagrant uploaded scripts/gitserver (default /tmp/moviestream-gitserver)
 #
+# `provision-gitserver.sh git-server` sets up the git server alone (CI's runner, GITSERVER_FILES=scripts/gitserver).
 # `provision-gitserver.sh render FILE` prints one of scripts/gitserver's templates filled in, and
 # `write-credential` and `init-repository` do just that step: the tests run them on scratch paths
 # (every path below can be moved with its environment variable), as provisioning runs them here.
@@ -236,9 +237,27 @@ provision() {
   log "git: http://${MASTER_IP}:${GIT_PORT}/moviestream.git  registry (read-only): ${MASTER_IP}:${REGISTRY_PORT}"
 }
 
+# The git server alone, where images are built elsewhere (the e2e job's runner, which builds them
+# with Docker): the same site, repository, hooks and credential, no registry and no builder.
+provision_git_server() {
+  require MASTER_IP GIT_PASSWORD REPO_URL_IN_CLUSTER
+  check_addresses
+  [[ -d "${FILES}" ]] || die "${FILES} is missing: upload scripts/gitserver there first"
+  if ! dpkg -s nginx fcgiwrap >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx fcgiwrap
+  fi
+  write_credential
+  init_repository
+  trust_repository
+  configure_nginx
+  log "git: http://${MASTER_IP}:${GIT_PORT}/moviestream.git"
+}
+
 main() {
   case "${1:-provision}" in
     provision) provision ;;
+    git-server) provision_git_server ;;
     render)
       [[ -n "${2:-}" ]] || die "usage: $0 render FILE"
       if [[ "$2" == nginx-site.conf ]]; then
@@ -248,7 +267,7 @@ main() {
       ;;
     write-credential) write_credential ;;
     init-repository) init_repository ;;
-    *) die "unknown command '$1' (provision, render FILE, write-credential, init-repository)" ;;
+    *) die "unknown command '$1' (provision, git-server, render FILE, write-credential, init-repository)" ;;
   esac
 }
 

@@ -1,6 +1,7 @@
 """Offline checks of what only runs on GitHub or Docker: workflow schemas, action pinning,
-least-privilege permissions, Dependabot's configuration, hadolint over the Dockerfiles and zizmor
-over the workflows."""
+least-privilege permissions, Dependabot's configuration, hadolint over the Dockerfiles, zizmor
+over the workflows, and shellcheck over every `run:` step as GitHub runs it (actionlint's
+shellcheck pass, which cannot run here)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,32 @@ def zizmor_problems(root: Path) -> list[str]:
     ]
 
 
+# GitHub runs a step's script with `bash --noprofile --norc -eo pipefail {0}`; an expression
+# `${{ ... }}` is text GitHub fills in before, so shellcheck sees a placeholder in its place.
+EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+
+
+def run_step_problems(path: Path, relative: str) -> list[str]:
+    problems = []
+    for job, step in _steps(_load(path)):
+        if "run" not in step or step.get("shell", "bash") != "bash":
+            continue
+        script = "#!/usr/bin/env bash\nset -eo pipefail\n" + EXPRESSION.sub("GITHUB_EXPRESSION", step["run"])
+        result = subprocess.run(
+            [str(BIN / "shellcheck"), "--severity=style", "--format=gcc", "-"],
+            input=script,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        name = step.get("name") or step["run"].splitlines()[0]
+        problems += [
+            f"{relative}: job {job}, step '{name}': {line.split(':', 3)[-1].strip()}"
+            for line in result.stdout.splitlines()
+        ]
+    return problems
+
+
 def ci_problems(root: Path) -> list[str]:
     workflows = sorted((root / ".github" / "workflows").glob("*.y*ml"))
     problems = schema_problems(workflows, "vendor.github-workflows", root)
@@ -114,4 +141,5 @@ def ci_problems(root: Path) -> list[str]:
     for path in workflows:
         relative = str(path.relative_to(root))
         problems += pinning_problems(path, relative) + permission_problems(path, relative)
+        problems += run_step_problems(path, relative)
     return problems + hadolint_problems(root) + zizmor_problems(root)

@@ -9,6 +9,7 @@ import pytest
 
 from devtools.gitops.ci_checks import ci_problems
 from devtools.gitops.manifests import ROOT
+from devtools.testing.tools import needs_tool
 
 
 @pytest.fixture
@@ -95,3 +96,27 @@ def test_a_dockerfile_problem_is_reported_by_hadolint(repo: Path) -> None:
     )
     problems = ci_problems(repo)
     assert any("hadolint: Dockerfiles/billing-app.Dockerfile" in p and "DL3007" in p for p in problems), problems
+
+
+@needs_tool("shellcheck")
+def test_a_run_step_shellcheck_would_flag_is_refused_with_its_job_and_step(repo: Path) -> None:
+    edit(
+        repo / ".github/workflows/e2e.yml",
+        "        run: git push e2e HEAD:refs/heads/main\n",
+        "        run: git push e2e HEAD:refs/heads/$GITHUB_BASE_REF\n",
+    )
+    problems = ci_problems(repo)
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        ".github/workflows/e2e.yml: job e2e, step 'Push the result to the cluster's git server': "
+    )
+    assert "SC2086" in problems[0] or "Double quote" in problems[0]
+
+
+def test_github_expressions_are_not_shell_to_check(repo: Path) -> None:
+    edit(
+        repo / ".github/workflows/e2e.yml",
+        "        run: git push e2e HEAD:refs/heads/main\n",
+        '        run: git push e2e HEAD:refs/heads/main "${{ runner.temp }}"\n',
+    )
+    assert ci_problems(repo) == []

@@ -210,8 +210,9 @@ def test_the_repository_is_set_up_once_and_follows_new_settings(server: Server, 
         ({"GITSERVER_FILES": "/nonexistent"}, "/nonexistent is missing: upload scripts/gitserver there first"),
     ],
 )
+@pytest.mark.parametrize("command", ["provision", "git-server"])
 def test_provisioning_checks_its_settings_before_it_touches_the_machine(
-    server: Server, tmp_path: Path, settings: dict, message: str
+    server: Server, tmp_path: Path, settings: dict, message: str, command: str
 ) -> None:
     # Should a check ever be skipped, these stand-ins stop the script before it installs anything.
     stand_ins = tmp_path / "bin"
@@ -219,7 +220,7 @@ def test_provisioning_checks_its_settings_before_it_touches_the_machine(
     for program in ("apt-get", "dpkg", "systemctl"):
         (stand_ins / program).write_text(f"#!/bin/sh\necho {program} >>{tmp_path}/touched\nexit 1\n")
         (stand_ins / program).chmod(0o755)
-    result = server.run("provision", PATH=f"{stand_ins}:{server.env['PATH']}", **settings)
+    result = server.run(command, PATH=f"{stand_ins}:{server.env['PATH']}", **settings)
     assert result.returncode == 1
     assert message in result.stderr
     assert not (tmp_path / "touched").exists()
