@@ -68,9 +68,14 @@ def make_repository(root: Path, *, with_tasks: bool = False) -> Path:
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(text)
     shutil.copytree(ROOT / "requirements", root / "requirements")
+    # The lock's reader, which the Dockerfiles copy and the deployer runs.
+    (root / "devtools" / "gitops").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "devtools" / "gitops" / "lockfile.py", root / "devtools" / "gitops" / "lockfile.py")
     if with_tasks:
         shutil.copy(ROOT / "tasks.py", root / "tasks.py")
-        shutil.copytree(ROOT / "devtools", root / "devtools", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / "devtools", root / "devtools", ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
+        )
     git(root, "init", "-q", "-b", "main")
     for key, value in (("user.name", "Test"), ("user.email", "test@example.invalid")):
         git(root, "config", key, value)

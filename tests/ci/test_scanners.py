@@ -52,7 +52,7 @@ def test_a_workload_without_its_skip_reason_is_reported_in_every_overlay(repo: P
     assert sorted(problems) == [
         f"checkov: overlays/{target}.yaml: StatefulSet.moviestream.rabbitmq: CKV_K8S_35 "
         "Prefer using secrets as files over secrets as environment variables"
-        for target in ("cloud", "vagrant")
+        for target in ("cloud", "e2e", "vagrant")
     ]
 
 
