@@ -170,8 +170,10 @@ configure_git_remote() {
   else
     git_root remote add "${GIT_REMOTE}" "${GIT_URL}"
   fi
-  # The credential stays in .cluster/, used for this server only.
-  git_root config "credential.http://${MASTER_IP}:${GIT_PORT}.helper" "store --file=${GIT_CREDENTIALS_FILE}"
+  # The credential stays in .cluster/, used for this server only: the empty helper first
+  # clears the ones configured elsewhere (a keychain would keep a copy).
+  git_root config --replace-all "credential.http://${MASTER_IP}:${GIT_PORT}.helper" ""
+  git_root config --add "credential.http://${MASTER_IP}:${GIT_PORT}.helper" "store --file='${GIT_CREDENTIALS_FILE}'"
 }
 
 # Push this checkout's commit as the cluster's main, unless the cluster has it already.
@@ -208,7 +210,7 @@ except ValueError:
 # The images of the cluster's main are built and promoted (the master builds
 # after every push; a promotion is one more commit on main).
 wait_for_images() {
-  local deadline=$((SECONDS + TIMEOUT)) status commit state main last=""
+  local deadline=$((SECONDS + TIMEOUT)) status commit state started main last="" retried=""
   log "waiting for the images of the cluster's main to be built on the master (log: ./orchestrator.sh status)"
   while :; do
     git_root fetch --quiet "${GIT_REMOTE}" || true
@@ -216,16 +218,25 @@ wait_for_images() {
     status="$(build_status || true)"
     commit="$(status_field commit <<<"${status}")"
     state="$(status_field state <<<"${status}")"
-    if [[ "${commit}:${state}" != "${last}" ]]; then
+    started="$(status_field started <<<"${status}")"
+    if [[ "${commit}:${state}:${started}" != "${last}" ]]; then
       echo "[$((SECONDS))s] build of ${commit:0:12}: ${state:-not started}"
-      last="${commit}:${state}"
+      last="${commit}:${state}:${started}"
     fi
     if [[ -n "${main}" && "${commit}" == "${main}" && "${state}" == succeeded ]]; then
       break
     fi
-    if [[ "${state}" == failed ]]; then
-      vagrant ssh master -c "sudo tail -n 40 $(status_field log <<<"${status}")" >&2 2>/dev/null || true
-      die "the image build of ${commit:0:12} failed (log above); nothing was promoted"
+    # A failed build of main (a download that timed out, ...) is built once more; a failed
+    # build of an older commit only means main's own build is still to come.
+    if [[ -n "${main}" && "${commit}" == "${main}" && "${state}" == failed ]]; then
+      if [[ -z "${retried}" ]]; then
+        log "the build of ${main:0:12} failed; building it once more (moviestream-builds retry)"
+        vagrant ssh master -c "sudo moviestream-builds retry" >/dev/null || die "could not queue the build again"
+        retried="${started}"
+      elif [[ "${started}" != "${retried}" ]]; then
+        vagrant ssh master -c "sudo tail -n 40 $(status_field log <<<"${status}")" >&2 2>/dev/null || true
+        die "the image build of ${commit:0:12} failed twice (log above); nothing was promoted"
+      fi
     fi
     ((SECONDS < deadline)) || die "the images were not built within ${TIMEOUT}s (./orchestrator.sh status shows the build)"
     sleep "${POLL}"
@@ -347,12 +358,13 @@ cmd_stop() {
 }
 
 status_git() {
-  local url
+  local url main
   url="$(git_root config --get "remote.${GIT_REMOTE}.url" || true)"
   echo "Argo CD follows: $(cluster_setting REPO_URL) ($(cluster_setting REPO_REVISION))"
   if follows_local_git && [[ -n "${url}" ]]; then
     echo "git remote:      ${GIT_REMOTE} ${url}"
-    echo "cluster's main:  $(git_root ls-remote "${GIT_REMOTE}" refs/heads/main 2>/dev/null | cut -c1-12 || echo unreachable)"
+    main="$(git_root ls-remote "${GIT_REMOTE}" refs/heads/main 2>/dev/null)" || main=unreachable
+    echo "cluster's main:  ${main:0:12}"
   fi
 }
 

@@ -207,17 +207,22 @@ def bootstrap(
     c: Context, cluster: str = "vagrant", kubeconfig: str = "", wait: bool = True, timeout: int = 1500
 ) -> None:
     """Hand a cluster to Argo CD: sealing key, Sealed Secrets, Argo CD, the root Application (safe to repeat)."""
+    from kubernetes.client.exceptions import ApiException
+
     from devtools.gitops import sealing
     from devtools.gitops.bootstrap import Bootstrap, BootstrapError
     from devtools.gitops.kube import Cluster
+    from devtools.gitops.manifests import RenderError
 
     config = Path(kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube/config")
     if not config.is_file():
         raise Exit(f"error: no kubeconfig at {config}", code=1)
     try:
         Bootstrap(cluster, Cluster(config), timeout=timeout).run(wait=wait)
-    except (BootstrapError, sealing.SealingError) as exc:
+    except (BootstrapError, sealing.SealingError, RenderError) as exc:
         raise Exit(f"error: {exc}", code=1) from None
+    except ApiException as exc:
+        raise Exit(f"error: the cluster refused a request: {exc.status} {exc.reason}: {exc.body}", code=1) from None
 
 
 @task(help={"remote": "also render kustomizations that build on remote URLs (needs the network)"})

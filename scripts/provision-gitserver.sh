@@ -174,8 +174,9 @@ git_config() {
 install_packages() {
   if ! dpkg -s "${PACKAGES[@]%%=*}" >/dev/null 2>&1; then
     log "installing ${PACKAGES[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
+    # A fresh box's unattended upgrades may hold the package lock for a while.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${PACKAGES[@]}"
   fi
 }
 
@@ -244,8 +245,8 @@ provision_git_server() {
   check_addresses
   [[ -d "${FILES}" ]] || die "${FILES} is missing: upload scripts/gitserver there first"
   if ! dpkg -s nginx fcgiwrap >/dev/null 2>&1; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx fcgiwrap
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends nginx fcgiwrap
   fi
   write_credential
   init_repository

@@ -55,8 +55,9 @@ install_packages() {
   fi
   if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
     log "installing ${packages[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
+    # A fresh box's unattended upgrades may hold the package lock for a while.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${packages[@]}"
   fi
 }
 

@@ -134,8 +134,28 @@ class ClusterPlatform:
         self._scale("billing-app", 1)
 
     def kill_billing(self) -> None:
-        with contextlib.suppress(ApiException):
+        try:
+            killed = self.core.read_namespaced_pod("billing-app-0", self.namespace).metadata.uid
             self.core.delete_namespaced_pod("billing-app-0", self.namespace, grace_period_seconds=0)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        # Gone once no pod of that name, or only its replacement, is left: until then the
+        # StatefulSet may still count the killed pod as ready.
+        deadline = time.monotonic() + self.timeout
+        while self._pod_uid("billing-app-0") == killed:
+            if time.monotonic() > deadline:
+                raise ClusterError("billing-app-0 was not gone after it was killed")
+            time.sleep(0.5)
+
+    def _pod_uid(self, name: str) -> str | None:
+        try:
+            return self.core.read_namespaced_pod(name, self.namespace).metadata.uid
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def stop_broker(self) -> None:
         self._scale("rabbitmq", 0)

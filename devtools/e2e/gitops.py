@@ -45,7 +45,7 @@ def live_value(core: client.CoreV1Api, namespace: str) -> str | None:
 def check(remote: str, namespace: str, timeout: float) -> int:
     config.load_kube_config()
     core = client.CoreV1Api()
-    value = uuid.uuid4().hex[:12]
+    value = f"r-{uuid.uuid4().hex[:12]}"  # never all digits: a YAML number is not ConfigMap data
     commit_new_value(ROOT, value)
     started = time.monotonic()
     _git(ROOT, "push", "--quiet", remote, "HEAD:refs/heads/main")

@@ -148,6 +148,7 @@ class ClusterModel:
     apps: dict[str, App]
     projects: dict[str, Rendered]
     problems: list[str]
+    bootstrap_projects: dict[str, Rendered] = field(default_factory=dict)  # as root/ holds them
 
     def placed(self) -> Iterator[Placed]:
         for app in self.apps.values():
@@ -207,7 +208,8 @@ def load(root: Path, cluster: str, *, allow_remote: bool = False, renderer: Rend
                 queue.append(child)
             elif child.kind == "AppProject":
                 projects[child.name] = child
-    return ClusterModel(cluster, apps, projects, problems)
+    bootstrap_projects = {item.name: item for item in bootstrap if item.kind == "AppProject"}
+    return ClusterModel(cluster, apps, projects, problems, bootstrap_projects)
 
 
 # -- references -------------------------------------------------------------------------------------
@@ -388,7 +390,17 @@ def projects_allow_exactly_their_kinds(model: ClusterModel) -> list[str]:
     return problems
 
 
-RULES = [waves_follow_references, destinations_exist, projects_allow_exactly_their_kinds]
+def bootstrap_agrees_with_git(model: ClusterModel) -> list[str]:
+    """root/ applies the AppProjects as the root Application syncs them, or each bootstrap undoes a part of them."""
+    return [
+        f"cluster {model.name}: AppProject/{name} in clusters/{model.name}/root differs from the one its apps/ syncs "
+        "(include the same components in both)"
+        for name, item in model.bootstrap_projects.items()
+        if name in model.projects and model.projects[name].obj != item.obj
+    ]
+
+
+RULES = [waves_follow_references, destinations_exist, projects_allow_exactly_their_kinds, bootstrap_agrees_with_git]
 
 
 def cluster_names(root: Path) -> list[str]:

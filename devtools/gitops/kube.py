@@ -1,8 +1,10 @@
 """The few things the bootstrap asks of a cluster, over the official Kubernetes client.
 
 Objects are applied server-side (as `kubectl apply --server-side
---force-conflicts` does), so Argo CD, which syncs the same objects
-server-side later, takes them over without a diff.
+--force-conflicts` does), under the field manager Argo CD's own server-side
+syncs use: when Argo CD later syncs the same objects (it manages itself and
+the controller), it owns every field the bootstrap set, so a field a newer
+upstream manifest drops is removed instead of staying behind.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from kubernetes import client, config, dynamic
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
-FIELD_MANAGER = "moviestream-bootstrap"
+FIELD_MANAGER = "argocd-controller"  # common.ArgoCDSSAManager in Argo CD 3.3
 
 
 @dataclass(frozen=True)

@@ -192,8 +192,10 @@ class Build:
         self.log.write(f"==> {line}\n")
         self.log.flush()
 
-    def command(self, args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-        """Run one step with its output in the log; its stdout is returned too."""
+    def command(
+        self, args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, capture: bool = False
+    ) -> str:
+        """Run one step, its output going to the log as it comes (with `capture`, stdout is returned instead)."""
         assert self.log is not None
         self.note("$ " + " ".join(args))
         try:
@@ -201,23 +203,23 @@ class Build:
                 args,
                 cwd=cwd,
                 env=None if env is None else os.environ | env,
-                capture_output=True,
+                stdout=subprocess.PIPE if capture else self.log,
+                stderr=self.log,
                 text=True,
                 check=False,
                 timeout=STEP_TIMEOUT,
             )
         except subprocess.TimeoutExpired:
             raise BuildFailed(f"`{' '.join(args[:2])}` took more than {STEP_TIMEOUT} s; see {self.log_path}") from None
-        self.log.write(result.stdout + result.stderr)
         self.log.flush()
         if result.returncode != 0:
             raise BuildFailed(f"`{' '.join(args[:2])}` failed (exit {result.returncode}); see {self.log_path}")
-        return result.stdout
+        return result.stdout or ""
 
     def build_and_promote(self) -> None:
         checkout = self.checkout()
         invoke = self.tools(checkout)
-        tags: dict[str, str] = json.loads(self.command([invoke, "image-tags", "--as-json"], cwd=checkout))
+        tags: dict[str, str] = json.loads(self.command([invoke, "image-tags", "--as-json"], cwd=checkout, capture=True))
         services = self.status["services"]
         for service, tag in tags.items():
             services[service] = {
@@ -242,13 +244,22 @@ class Build:
         self.promote(checkout, invoke, tags)
 
     def checkout(self) -> Path:
+        """The commit, in a work copy of its own (cloned afresh if an interrupted build left it broken)."""
         work = self.config.work
-        if not (work / ".git").is_dir():
-            shutil.rmtree(work, ignore_errors=True)
-            self.command(["git", "clone", "--quiet", str(self.config.repository), str(work)])
-        self.command(["git", "fetch", "--quiet", "--prune", "origin"], cwd=work)
-        self.command(["git", "checkout", "--quiet", "--force", "--detach", self.commit], cwd=work)
-        self.command(["git", "clean", "-ffdxq"], cwd=work)
+        for attempt in ("reuse", "fresh"):
+            if attempt == "fresh" or not (work / ".git").is_dir():
+                shutil.rmtree(work, ignore_errors=True)
+                self.command(["git", "clone", "--quiet", str(self.config.repository), str(work)])
+            try:
+                self.command(["git", "fetch", "--quiet", "--prune", "origin"], cwd=work)
+                self.command(["git", "checkout", "--quiet", "--force", "--detach", self.commit], cwd=work)
+                self.command(["git", "clean", "-ffdxq"], cwd=work)
+            except BuildFailed:
+                if attempt == "fresh":
+                    raise
+                self.note(f"{work} is unusable (a build cut short?); cloning it again")
+                continue
+            break
         return work
 
     def tools(self, checkout: Path) -> str:
@@ -261,7 +272,7 @@ class Build:
         if not stamp.is_file() or stamp.read_text() != digest.hexdigest():
             self.note(f"making {venv} from {LOCK} (the promote group, hash-checked)")
             self.command([self.config.python, "-m", "venv", "--clear", str(venv)])
-            wanted = self.command([self.config.python, str(reader), str(lock), "promote"])
+            wanted = self.command([self.config.python, str(reader), str(lock), "promote"], capture=True)
             requirements = venv / "requirements.txt"
             requirements.write_text(wanted)
             pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
@@ -300,20 +311,22 @@ class Build:
             for service, tag in tags.items()
             for arg in ("--image", f"{service}={self.config.image_prefix}/{service}:{tag}")
         ]
-        before = self.command(["git", "rev-parse", "HEAD"], cwd=checkout).strip()
+        before = self.command(["git", "rev-parse", "HEAD"], cwd=checkout, capture=True).strip()
         self.command(
             [invoke, "promote", "--overlay", self.config.overlay, *images, "--commit", "--source", self.commit],
             cwd=checkout,
             env=IDENTITY,
         )
-        after = self.command(["git", "rev-parse", "HEAD"], cwd=checkout).strip()
+        after = self.command(["git", "rev-parse", "HEAD"], cwd=checkout, capture=True).strip()
         if after == before:
             self.note(f"{self.config.overlay} already names these images")
             return
         try:
             self.command(["git", "push", "--quiet", "origin", "HEAD:refs/heads/main"], cwd=checkout)
         except BuildFailed:
-            main = self.command(["git", "ls-remote", "origin", "refs/heads/main"], cwd=checkout).split()[:1]
+            main = self.command(["git", "ls-remote", "origin", "refs/heads/main"], cwd=checkout, capture=True).split()[
+                :1
+            ]
             if main and main[0] != self.commit:
                 self.status["message"] = f"main moved on to {main[0][:12]} during the build; its build promotes"
                 self.note(self.status["message"])
@@ -338,6 +351,30 @@ def run(config: Config) -> int:
             else:
                 print(f"ignoring a malformed queue entry {commit[:80]!r}")
             finish_queued(config, commit)
+    return 0
+
+
+def retry(config: Config) -> int:
+    """Queue main's tip again, as the post-receive hook does (after a build that failed for a passing reason)."""
+    main = subprocess.run(
+        ["git", "--git-dir", str(config.repository), "rev-parse", "--verify", "--quiet", "refs/heads/main"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if not COMMIT.match(main):
+        print("the repository has no main yet: nothing to build", file=sys.stderr)
+        return 1
+    directory = os.open(config.spool, os.O_RDONLY)
+    try:
+        fcntl.flock(directory, fcntl.LOCK_EX)
+        temporary = config.queue.with_name(config.queue.name + ".tmp")
+        temporary.write_text(main + "\n")
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, config.queue)
+    finally:
+        os.close(directory)
+    print(f"queued {main[:12]} (main) again")
     return 0
 
 
@@ -406,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--json", action="store_true", help="print JSON")
     waiting = commands.add_parser("wait", help="wait for the queued build; exit 1 if it failed, 2 on timeout")
     waiting.add_argument("--timeout", type=float, default=3600, help="seconds (default 3600)")
+    commands.add_parser("retry", help="queue main's tip again (after a build that failed for a passing reason)")
     log = commands.add_parser("log", help="a build's log (default: the last build's)")
     log.add_argument("commit", nargs="?", help="the commit, or the start of its id")
     args = parser.parse_args(argv)
@@ -416,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         return show_status(config, args.json)
     if args.command == "wait":
         return wait(config, args.timeout)
+    if args.command == "retry":
+        return retry(config)
     return show_log(config, args.commit)
 
 

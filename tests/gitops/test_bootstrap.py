@@ -42,8 +42,8 @@ kind: Service
 metadata: {name: argocd-server}
 spec:
   ports:
-    - {name: http, port: 80, targetPort: 8080}
-    - {name: https, port: 443, targetPort: 8080}
+    - {name: http, port: 80, protocol: TCP, targetPort: 8080}
+    - {name: https, port: 443, protocol: TCP, targetPort: 8080}
   selector: {app.kubernetes.io/name: argocd-server}
 ---
 apiVersion: apps/v1
@@ -82,7 +82,7 @@ spec:
     spec:
       containers:
         - name: sealed-secrets-controller
-          image: docker.io/bitnami/sealed-secrets-controller:0.38.4
+          image: docker.io/bitnami/sealed-secrets-controller:0.40.0
           command: [controller]
           args: []
 """
@@ -180,7 +180,7 @@ def test_the_platform_patches_land_on_the_upstream_objects(repo: Path) -> None:
     assert "obj.status.health" in health["resource.customizations.health.argoproj.io_Application"]
     server = kube.objects[("Service", "argocd", "argocd-server")]["spec"]
     assert server["type"] == "NodePort"
-    assert {"name": "https", "port": 443, "nodePort": 30443, "targetPort": 8080} in server["ports"]
+    assert {"name": "https", "port": 443, "protocol": "TCP", "nodePort": 30443, "targetPort": 8080} in server["ports"]
     root = kube.objects[("Application", "argocd", "root")]["spec"]["source"]
     assert root == {
         "repoURL": "http://master:8418/moviestream.git",

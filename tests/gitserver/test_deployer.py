@@ -48,6 +48,7 @@ case "$1" in
       previous="${arg}"
     done
     service="$(basename "${file}" .Dockerfile)"
+    echo "STEP 1/9: FROM python (${service})"
     if [[ -n "${FAKE_BUILDAH_DURING:-}" && -f "${FAKE_BUILDAH_DURING}" ]]; then
       mv "${FAKE_BUILDAH_DURING}" "${FAKE_BUILDAH_DURING}.ran"
       bash "${FAKE_BUILDAH_DURING}.ran"
@@ -323,6 +324,45 @@ def test_a_push_during_a_build_is_built_next_and_carries_the_promotion(cluster: 
     assert f"==> promoted as {cluster.main()}" in (cluster.server.root / "logs" / f"{newer}.log").read_text()
     assert cluster.status()["commit"] == cluster.main()
     assert not cluster.server.queue.exists()
+
+
+def test_a_builds_output_reaches_its_log_while_the_step_runs(cluster: Cluster, tmp_path: Path) -> None:
+    pushed = git(cluster.client, "rev-parse", "HEAD")
+    cluster.push()
+    during = tmp_path / "during.sh"
+    seen = tmp_path / "log-during-the-step"
+    during.write_text(f"cp {cluster.server.root / 'logs' / (pushed + '.log')} {seen}\n")
+    assert cluster.deployer("run", FAKE_BUILDAH_DURING=str(during)).returncode == 0
+    assert "STEP 1/9: FROM python (inventory-app)" in seen.read_text(), "not only once the step is over"
+
+
+def test_a_build_that_failed_for_a_passing_reason_is_retried_without_a_new_commit(cluster: Cluster) -> None:
+    cluster.push()
+    assert cluster.deploy(FAKE_BUILDAH_FAIL="api-gateway")["state"] == "failed"
+    pushed = cluster.main()
+    retried = cluster.deployer("retry")
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.strip() == f"queued {pushed[:12]} (main) again"
+    status = cluster.deploy()
+    assert status["state"] == "succeeded"
+    assert git(cluster.server.repository, "rev-parse", "main~1") == pushed
+    assert status["commit"] == cluster.main(), "the promotion's own build ends the queue"
+
+
+def test_a_work_copy_left_broken_by_an_interrupted_build_is_cloned_again(cluster: Cluster) -> None:
+    cluster.push()
+    assert cluster.deploy()["state"] == "succeeded"
+    work = cluster.server.root / "state" / "work"
+    (work / ".git" / "index.lock").write_text("")  # what a build killed by `vagrant halt` leaves
+    commit_file(cluster.client, "apps/billing-app/src/billing_app/extra.py", "x = 1\n")
+    git(cluster.client, "pull", "-q", "--rebase", "cluster", "main")
+    cluster.push()
+    pushed = git(cluster.client, "rev-parse", "HEAD")
+    status = cluster.deploy()
+    assert status["state"] == "succeeded", Path(status["log"]).read_text()
+    log = (cluster.server.root / "logs" / f"{pushed}.log").read_text()
+    assert "is unusable (a build cut short?); cloning it again" in log
+    assert git(cluster.server.repository, "rev-parse", "main~1") == pushed, "and it promoted"
 
 
 def test_bad_queue_entries_and_commits_without_what_the_deployer_needs_fail_clearly(cluster: Cluster) -> None:

@@ -89,7 +89,7 @@ def test_a_project_allowing_a_kind_nothing_deploys_fails_lint(repo: Path) -> Non
 
 def test_an_application_from_a_repository_its_project_does_not_allow_fails_lint(repo: Path) -> None:  # noqa: F811
     edit(
-        repo / "clusters/vagrant/apps/kustomization.yaml",
+        repo / "clusters/vagrant/projects/kustomization.yaml",
         "        value: https://kubernetes-sigs.github.io/nfs-subdir-external-provisioner/\n",
         "        value: https://example.invalid/charts/\n",
     )
@@ -97,3 +97,12 @@ def test_an_application_from_a_repository_its_project_does_not_allow_fails_lint(
         "cluster vagrant: AppProject/platform does not allow storage's source "
         "https://kubernetes-sigs.github.io/nfs-subdir-external-provisioner/"
     ) in model_problems(repo)
+
+
+def test_a_root_whose_projects_differ_from_what_argo_cd_syncs_fails_lint(repo: Path) -> None:  # noqa: F811
+    """A second bootstrap would strip what apps/ adds, until the root Application heals it."""
+    edit(repo / "clusters/vagrant/root/kustomization.yaml", "  - ../projects\n", "")
+    assert model_problems(repo) == [
+        "cluster vagrant: AppProject/platform in clusters/vagrant/root differs from the one its apps/ syncs "
+        "(include the same components in both)"
+    ]

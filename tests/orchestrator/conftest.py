@@ -6,7 +6,7 @@ server is a bare repository the clone reaches through `url.<bare>.insteadOf`,
 so `git push cluster` really pushes. `.venv/bin/invoke` runs the real tasks
 (sealing-key, seal-secrets) in the clone, except `bootstrap`, which needs a
 cluster and is recorded instead (tests/gitops tests it). Knobs:
-FAKE_BUILD=failed makes the master's image build fail; FAKE_BOOTSTRAP_RC
+FAKE_BUILD=failed makes the master's image build fail (failed-once: until it is retried); FAKE_BOOTSTRAP_RC
 makes the bootstrap fail.
 """
 
@@ -35,8 +35,14 @@ case "$*" in
   *"server/token"*) echo "K10$(printf 'ab%.0s' $(seq 32))::server:secret" ;;
   *"build-status.json"*)
     main="$(git --git-dir="$FAKE_BARE" rev-parse --verify --quiet refs/heads/main)"
-    [ -n "$main" ] && printf '{"commit": "%s", "state": "%s", "log": "/var/log/moviestream/builds/%s.log"}\n' \
-      "$main" "${FAKE_BUILD:-succeeded}" "$main" ;;
+    state="${FAKE_BUILD:-succeeded}" started=t1
+    [ -f "$FAKE_BARE.retried" ] && started=t2
+    if [ "$state" = failed-once ]; then
+      state=failed; [ "$started" = t2 ] && state=succeeded
+    fi
+    [ -n "$main" ] && printf '{"commit": "%s", "state": "%s", "started": "%s", "log": "/var/log/moviestream/builds/%s.log"}\n' \
+      "$main" "$state" "$started" "$main" ;;
+  *"moviestream-builds retry"*) : >"$FAKE_BARE.retried" ;;
   *"tail -n 40"*) echo "Step 3/9: pip install failed" ;;
   status*) echo "master running (virtualbox)"; echo "agent running (virtualbox)" ;;
 esac

@@ -44,6 +44,17 @@ def test_the_first_create_seals_pushes_builds_and_hands_the_cluster_to_argo_cd(s
     assert sandbox.git("config", "remote.cluster.url") == "http://192.168.56.10:8418/moviestream.git"
     assert "moviestream:" not in (sandbox.root / ".git" / "config").read_text()
     assert (sandbox.root / ".cluster" / "git-credentials").stat().st_mode & 0o077 == 0
+    password = (sandbox.root / ".cluster" / "git-password").read_text().strip()
+    filled = subprocess.run(
+        ["git", "credential", "fill"],
+        input="protocol=http\nhost=192.168.56.10:8418\npath=moviestream.git\n\n",
+        cwd=sandbox.root,
+        env=sandbox.env | {"GIT_TERMINAL_PROMPT": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"username=moviestream\npassword={password}\n" in filled, "git finds the push credential by itself"
     invoke = sandbox.calls_of("invoke")
     assert (
         invoke[-1] == f"invoke bootstrap --cluster vagrant --kubeconfig {sandbox.root}/.cluster/kubeconfig --timeout 5"
@@ -105,13 +116,21 @@ def test_a_cluster_main_with_commits_this_clone_lacks_is_not_overwritten(sandbox
     assert sandbox.git("--git-dir", str(sandbox.bare), "log", "-1", "--format=%s", "main") == "Deploy images"
 
 
-def test_a_failed_image_build_shows_its_log_and_hands_nothing_to_argo_cd(sandbox: Sandbox) -> None:
+def test_an_image_build_that_fails_twice_shows_its_log_and_hands_nothing_to_argo_cd(sandbox: Sandbox) -> None:
     result = sandbox.run("create", FAKE_BUILD="failed")
     assert result.returncode == 1
     assert "Step 3/9: pip install failed" in result.stderr
-    assert "failed (log above); nothing was promoted" in result.stderr
+    assert "failed twice (log above); nothing was promoted" in result.stderr
+    assert sandbox.calls_of("vagrant").count("vagrant ssh master -c sudo moviestream-builds retry") == 1
     assert not any(call.startswith("invoke bootstrap") for call in sandbox.calls_of("invoke"))
     assert "cluster created" not in result.stdout
+
+
+def test_a_build_that_failed_once_is_built_again_and_create_goes_on(sandbox: Sandbox) -> None:
+    result = sandbox.run("create", FAKE_BUILD="failed-once")
+    assert result.returncode == 0, result.stderr
+    assert "failed; building it once more (moviestream-builds retry)" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "cluster created"
 
 
 def test_create_with_repo_follows_a_fork_and_starts_no_local_loop(sandbox: Sandbox) -> None:
