@@ -116,13 +116,23 @@ require_tools() {
 
 # .venv with the pinned tools (invoke, the Kubernetes client); ./test.sh makes it.
 ensure_tools_venv() {
-  "${ROOT}/test.sh" --setup-only >/dev/null || die "could not set up .venv (./test.sh --setup-only)"
+  [[ -x "${INVOKE}" ]] || log "setting up .venv with the pinned tools (the first time takes a few minutes)"
+  "${ROOT}/test.sh" --setup-only >/dev/null || die "could not set up .venv (./test.sh --setup-only says why)"
 }
 
 # --- git: what is deployed ----------------------------------------------------------
 
 git_root() {
   git -C "${ROOT}" "$@"
+}
+
+# A commit of ours on a machine where git has no identity yet says who made it instead of failing.
+git_commit() {
+  local identity=()
+  if [[ -z "$(git_root config user.email || true)" ]]; then
+    identity=(-c "user.name=moviestream orchestrator" -c "user.email=orchestrator@moviestream.invalid")
+  fi
+  git_root "${identity[@]}" commit --quiet "$@"
 }
 
 say_what_is_deployed() {
@@ -144,7 +154,7 @@ choose_repository() {
   [[ "${wanted}" != "${current}" ]] || return 0
   sed -i.bak "s|^REPO_URL=.*|REPO_URL=${wanted}|" "${SETTINGS_FILE}" && rm -f "${SETTINGS_FILE}.bak"
   git_root add -- "${SETTINGS_FILE}"
-  git_root commit --quiet -m "Argo CD follows ${wanted}" -- "${SETTINGS_FILE}"
+  git_commit -m "Argo CD follows ${wanted}" -- "${SETTINGS_FILE}"
   log "Argo CD now follows ${wanted} (committed ${SETTINGS_FILE#"${ROOT}/"})"
   if [[ "${wanted}" != "${LOCAL_REPO_URL}" ]]; then
     warn "push this commit to ${wanted} (git push), or Argo CD keeps following what is there"
@@ -289,9 +299,9 @@ print_access() {
   cat <<ACCESS
 
 Gateway:      http://${MASTER_IP}:${GATEWAY_PORT}   (API docs: http://${MASTER_IP}:${GATEWAY_PORT}/docs)
+kubectl:      export KUBECONFIG=${KUBECONFIG_FILE}
 Argo CD UI:   https://${MASTER_IP}:${ARGOCD_PORT}   (user admin; self-signed certificate)
   password:   kubectl -n argocd get secret argocd-initial-admin-secret -o jsonpath='{.data.password}' | base64 -d
-kubectl:      export KUBECONFIG=${KUBECONFIG_FILE}
 ACCESS
   if follows_local_git; then
     cat <<GIT

@@ -23,10 +23,13 @@ from devtools.gitops.manifests import RenderError, kustomization_dirs, render
 
 BIN = Path(sys.executable).parent
 BASELINE = ".secrets.baseline"
-# Lock hashes, SealedSecret ciphertext and the baseline's own hashes are random by design; lint's
-# own rules refuse a plaintext Secret anywhere. The baseline is made with these same options:
+# Lock hashes, SealedSecret ciphertext, the baseline's own hashes and the overlays' image tags and
+# digests (content hashes, rewritten by every promotion) are random by design; lint's own rules
+# refuse a plaintext Secret anywhere. The baseline is made with these same options:
 # `invoke secrets-baseline`.
 SECRET_SCAN_OPTIONS = [
+    "--exclude-lines",
+    r"^\s*(newTag|digest): *[\"']?([0-9a-f]{7,64}|sha256:[0-9a-f]{64})[\"']?\s*$",
     "--exclude-files",
     r"^requirements/.*\.txt$",
     "--exclude-files",

@@ -21,13 +21,24 @@ def postgres_problem() -> str | None:
         psycopg.connect(dbname="postgres", connect_timeout=3).close()
     except psycopg.Error as exc:
         where = f"{os.environ['PGUSER']}@{os.environ['PGHOST']}:{os.environ['PGPORT']}"
-        return (
-            f"PostgreSQL does not answer as {where}: {str(exc).strip()}\n"
-            "  Start a local server (Debian: pg_ctlcluster <version> main start), or run\n"
-            "  `docker compose -f tests/compose.yaml up -d`, or point PGHOST, PGPORT, PGUSER\n"
-            "  and PGPASSWORD at a server where that user may create databases."
-        )
+        return f"PostgreSQL does not answer as {where}: {str(exc).strip()}\n" + postgres_hint(str(exc))
     return None
+
+
+def postgres_hint(message: str) -> str:
+    if "password" in message:
+        # A server installed by Debian asks for one over TCP, and its postgres role has none.
+        return (
+            "  The server answers but wants a password: set PGPASSWORD (after e.g.\n"
+            "  `sudo -u postgres psql -c \"ALTER ROLE postgres PASSWORD '<choose one>'\"`), or let postgres in\n"
+            "  from 127.0.0.1 without one: a line `host all postgres 127.0.0.1/32 trust` at the top of\n"
+            "  pg_hba.conf, then `sudo pg_ctlcluster <version> main reload`."
+        )
+    return (
+        "  Start a local server (Debian: pg_ctlcluster <version> main start), or run\n"
+        "  `docker compose -f tests/compose.yaml up -d`, or point PGHOST, PGPORT, PGUSER\n"
+        "  and PGPASSWORD at a server where that user may create databases."
+    )
 
 
 def rabbitmq_problem() -> str | None:

@@ -74,3 +74,23 @@ def test_a_workflow_finding_is_reported(repo: Path) -> None:
     problems = scanners.policy_problems(repo)
     assert problems
     assert all(p.startswith("checkov: .github/workflows/e2e.yml") and "CKV_GHA_1" in p for p in problems), problems
+
+
+def test_promoted_image_tags_and_digests_are_not_secrets_but_a_key_beside_them_is(tmp_path: Path) -> None:
+    """Every promotion writes new content hashes into an overlay; the scan must stay quiet for them alone."""
+    shutil.copy(ROOT / scanners.BASELINE, tmp_path / scanners.BASELINE)
+    (tmp_path / "overlays/vagrant").mkdir(parents=True)
+    (tmp_path / "overlays/vagrant/kustomization.yaml").write_text(
+        "images:\n"
+        "  - name: api-gateway\n    newName: registry.moviestream.internal/moviestream/api-gateway\n"
+        "    newTag: 9f3c1a7be42d\n"
+        "  - name: billing-app\n    newName: docker.io/someone/billing-app\n"
+        "    digest: sha256:5b0e3c9f1d7a4e6b8c2f0a1d3e5f7a9b1c3d5e7f9a1b3c5d7e9f1a3b5c7d9e1f\n"
+        "  - name: inventory-app\n    newName: docker.io/someone/inventory-app\n"
+        '    newTag: "1234567e8901"\n'  # pragma: allowlist secret
+        "apiToken: 9f3c1a7be42d5b0e3c9f1d7a4e6b8c2f0a1d3e5f\n"  # pragma: allowlist secret
+    )
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
+    problems = scanners.secret_problems(tmp_path)
+    assert [problem.split(": ")[1] for problem in problems] == ["overlays/vagrant/kustomization.yaml:11"]

@@ -56,9 +56,11 @@ def test_a_plaintext_secret_is_refused(repo: Path) -> None:
 
 
 def test_an_unpinned_image_is_refused(repo: Path) -> None:
-    edit(repo / "overlays/vagrant/kustomization.yaml", "newTag: 1.0.0", "newTag: latest")
+    text = (repo / "overlays/vagrant/kustomization.yaml").read_text()
+    tag = text.split("api-gateway\n    newTag: ")[1].split("\n")[0]
+    edit(repo / "overlays/vagrant/kustomization.yaml", f"newTag: {tag}", "newTag: latest")
     assert problems_of(repo) == [
-        "overlays/vagrant: Deployment/api-gateway: image 'docker.io/moviestream/api-gateway:latest' "
+        "overlays/vagrant: Deployment/api-gateway: image 'registry.moviestream.internal/moviestream/api-gateway:latest' "
         "needs an immutable tag (a version or a git SHA, never latest)"
     ]
 

@@ -154,6 +154,16 @@ def test_create_with_repo_follows_a_fork_and_starts_no_local_loop(sandbox: Sandb
     )
 
 
+def test_create_commits_as_itself_where_git_has_no_identity(sandbox: Sandbox) -> None:
+    sandbox.git("config", "--unset", "user.email")
+    sandbox.git("config", "--unset", "user.name")
+    result = sandbox.run("create", "--repo", "https://github.com/someone/moviestream.git")
+    assert result.returncode == 0, result.stderr
+    authors = sandbox.git("log", "-2", "--format=%an <%ae> %s").splitlines()
+    assert authors[0].startswith("moviestream tasks <tasks@moviestream.invalid> Seal the vagrant cluster")
+    assert authors[1].startswith("moviestream orchestrator <orchestrator@moviestream.invalid> Argo CD follows")
+
+
 @pytest.mark.parametrize("value", ["github.com/someone/fork", "https://x y", ""])
 def test_create_refuses_a_malformed_repo(sandbox: Sandbox, value: str) -> None:
     result = sandbox.run("create", "--repo", value) if value else sandbox.run("create", "--repo")
