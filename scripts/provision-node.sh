@@ -3,7 +3,7 @@
 #   ROLE         server | agent
 #   NODE_IP      this node's private-network address
 #   MASTER_IP    the server's private-network address
-#   K3S_VERSION  exact K3s release, e.g. v1.34.9+k3s1
+#   K3S_VERSION  exact K3s release, e.g. v1.34.12+k3s1
 #   K3S_TOKEN    server: the cluster's secret; agent: the full token the server
 #                wrote (K10<CA hash>::server:<secret>), so the agent checks
 #                the server's CA before it trusts it

@@ -38,7 +38,7 @@ CRD_SCHEMAS = {
 
 
 def kubernetes_version(versions_file: Path = VERSIONS_FILE) -> str:
-    """The schema version for the pinned K3s release: v1.34.9+k3s1 -> 1.34.0."""
+    """The schema version for the pinned K3s release: v1.34.12+k3s1 -> 1.34.0."""
     text = versions_file.read_text()
     match = re.search(r"^K3S_VERSION=v(\d+)\.(\d+)\.\d+\+k3s\d+$", text, re.MULTILINE)
     if not match:

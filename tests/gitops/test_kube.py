@@ -40,7 +40,7 @@ class ApiServer:
 
     def discovery(self, path: str) -> dict[str, Any] | None:
         if path == "/version":
-            return {"major": "1", "minor": "34", "gitVersion": "v1.34.9"}
+            return {"major": "1", "minor": "34", "gitVersion": "v1.34.12"}
         if path == "/api":
             return {"kind": "APIVersions", "versions": ["v1"]}
         if path == "/apis":

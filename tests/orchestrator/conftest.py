@@ -51,7 +51,7 @@ esac
 KUBECTL = r"""#!/usr/bin/env bash
 echo "kubectl $* KUBECONFIG=${KUBECONFIG:-}" >> "$CALLS_LOG"
 case " $* " in
-  *" get nodes --no-headers "*) echo "master Ready control-plane 1m v1.34.9+k3s1"; echo "agent Ready <none> 1m v1.34.9+k3s1" ;;
+  *" get nodes --no-headers "*) echo "master Ready control-plane 1m v1.34.12+k3s1"; echo "agent Ready <none> 1m v1.34.12+k3s1" ;;
   *" get nodes -o wide "*) echo "NAME STATUS"; echo "master Ready" ;;
   *" get applications.argoproj.io -n argocd "*) echo "NAME SYNC STATUS HEALTH STATUS"; echo "workload Synced Healthy" ;;
   *" root -o jsonpath"*) echo "0123456789abcdef" ;;

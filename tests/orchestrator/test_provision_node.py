@@ -65,7 +65,7 @@ class Node:
             "FAKE_CIDR": "192.168.56.10/24",
             "NODE_IP": "192.168.56.10",
             "MASTER_IP": "192.168.56.10",
-            "K3S_VERSION": "v1.34.9+k3s1",
+            "K3S_VERSION": "v1.34.12+k3s1",
             "K3S_TOKEN": "cd" * 32,
             "ROLE": "server",
         }
@@ -101,7 +101,7 @@ def test_the_master_exports_nfs_to_its_own_network_and_installs_the_pinned_k3s(n
     assert (node.root / "srv/nfs/k8s").is_dir()
     assert "exportfs -ra" in node.calls_of("exportfs")
     [install] = node.calls_of("install")
-    assert "VERSION=v1.34.9+k3s1" in install
+    assert "VERSION=v1.34.12+k3s1" in install
     assert "--node-ip 192.168.56.10" in install
     assert "--flannel-iface eth1" in install
     assert "URL= " in install, "the server joins nothing"
@@ -139,10 +139,10 @@ def test_both_nodes_pull_the_clusters_images_from_the_masters_registry(node: Nod
 
 
 def test_a_running_k3s_is_restarted_only_when_its_mirrors_change(node: Node) -> None:
-    assert node.provision(FAKE_ACTIVE="0", FAKE_K3S_VERSION="v1.34.9+k3s1").returncode == 0
+    assert node.provision(FAKE_ACTIVE="0", FAKE_K3S_VERSION="v1.34.12+k3s1").returncode == 0
     assert "systemctl restart k3s" in node.calls_of("systemctl")
     node.calls.write_text("")
-    assert node.provision(FAKE_ACTIVE="0", FAKE_K3S_VERSION="v1.34.9+k3s1").returncode == 0
+    assert node.provision(FAKE_ACTIVE="0", FAKE_K3S_VERSION="v1.34.12+k3s1").returncode == 0
     assert "systemctl restart k3s" not in node.calls_of("systemctl")
     assert node.calls_of("install") == [], "the pinned version is installed already"
 
