@@ -11,6 +11,7 @@ import logging
 from aiohttp import web
 
 from api_gateway import billing, conventions, docs, proxy
+from api_gateway import metrics as gateway_metrics
 from api_gateway.publisher import BrokerUnavailable, OrderPublisher
 from moviestream_common import gunicorn_config
 from moviestream_common.config import env_float, env_str
@@ -56,6 +57,7 @@ def create_app() -> web.Application:
     billing.add_routes(app)
     proxy.add_routes(app)
     docs.add_routes(app)
+    gateway_metrics.install(app)
     return app
 
 

@@ -22,6 +22,7 @@ import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
 from yarl import URL
 
+from api_gateway.metrics import order_published
 from moviestream_common.orders import Order
 from moviestream_common.rabbitmq import HEARTBEAT_SECONDS, BillingQueue, RabbitSettings
 from moviestream_common.retry import Backoff
@@ -62,6 +63,8 @@ class OrderPublisher:
         )
         for attempt in (1, 2):
             channel = await self._open_channel()
+            if attempt == 1:  # a second attempt sends the same order again
+                order_published()
             try:
                 await channel.basic_publish(
                     body,

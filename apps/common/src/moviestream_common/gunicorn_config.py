@@ -7,6 +7,7 @@ uvloop worker. Access lines are written by the applications as JSON, so
 gunicorn's own access log stays off.
 """
 
+from moviestream_common import metrics
 from moviestream_common.config import env_int
 
 bind = f"0.0.0.0:{env_int('PORT', 8080, minimum=1, maximum=65535)}"
@@ -31,3 +32,6 @@ logconfig_dict = {
         "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
     },
 }
+# Prometheus multiprocess mode (moviestream_common.metrics): an empty directory at start, dead workers marked.
+on_starting = metrics.on_starting
+child_exit = metrics.child_exit

@@ -11,6 +11,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from moviestream_common import web_metrics
 from moviestream_common.conventions import (
     REQUEST_ID_HEADER,
     ApiError,
@@ -69,6 +70,8 @@ def install_conventions(app: Flask, readiness: Callable[[], dict[str, str]]) -> 
     def _readyz() -> tuple[Response, int]:
         body, status = readiness_answer(readiness())
         return jsonify(body), status
+
+    web_metrics.instrument(app)
 
 
 def json_body() -> Any:
