@@ -38,9 +38,12 @@ def _run_stack_action(action, *args) -> None:
         "gateway_port": "api-gateway port (default 3000)",
         "inventory_port": "inventory-app port (default 8080)",
         "billing_port": "billing-app health port (default 8081)",
+        "host": "address the services listen on (default 127.0.0.1; 0.0.0.0 opens them to the network)",
     }
 )
-def up(c: Context, gateway_port: int = 3000, inventory_port: int = 8080, billing_port: int = 8081) -> None:
+def up(
+    c: Context, gateway_port: int = 3000, inventory_port: int = 8080, billing_port: int = 8081, host: str = "127.0.0.1"
+) -> None:
     """Start the three services in the background against the local PostgreSQL and RabbitMQ."""
     from devtools.stack import local_stack, preflight
 
@@ -48,12 +51,13 @@ def up(c: Context, gateway_port: int = 3000, inventory_port: int = 8080, billing
     if found:
         raise Exit("error: " + "\n".join(found), code=1)
     config = local_stack.StackConfig(
-        gateway_port=gateway_port, inventory_port=inventory_port, billing_port=billing_port
+        gateway_port=gateway_port, inventory_port=inventory_port, billing_port=billing_port, host=host
     )
     stack = local_stack.Stack(config)
     _run_stack_action(stack.up)
     status(c)
     print(f"gateway: http://127.0.0.1:{gateway_port}  (API docs: http://127.0.0.1:{gateway_port}/docs)")
+    print(f"metrics: http://127.0.0.1:{gateway_port}/metrics, :{inventory_port}/metrics, :{billing_port}/metrics")
 
 
 @task
@@ -65,7 +69,7 @@ def down(c: Context) -> None:
 
 @task(help={"service": "inventory-app, billing-app or api-gateway"})
 def start(c: Context, service: str) -> None:
-    """Start one service of the local stack (with the ports chosen at stack.up)."""
+    """Start one service of the local stack (with the ports and settings saved at stack.up)."""
     _run_stack_action(_stack().start, service)
     status(c)
 

@@ -23,6 +23,34 @@ DEFAULTS = {
 }
 
 
+# What a service reads to find the servers and size itself; `stack.up` keeps these with the stack.
+SETTINGS = (
+    *DEFAULTS,
+    "PGPASSWORD",
+    "PGCONNECT_TIMEOUT",
+    "WEB_CONCURRENCY",
+    "GUNICORN_THREADS",
+    "STARTUP_TIMEOUT",
+    "INVENTORY_TIMEOUT",
+    "INVENTORY_CONNECT_TIMEOUT",
+    "BILLING_BATCH_SIZE",
+    "BILLING_BATCH_WAIT_MS",
+)
+# What a process needs to run at all, which names no server: taken from the shell that starts it.
+PROCESS = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+def server_settings() -> dict[str, str]:
+    """The settings of SETTINGS set now (the defaults for the local servers included)."""
+    environ = dict(os.environ)
+    apply_defaults(environ)
+    return {name: environ[name] for name in SETTINGS if name in environ}
+
+
+def process_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in PROCESS if name in os.environ}
+
+
 def apply_defaults(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
     for name, value in DEFAULTS.items():
         environ.setdefault(name, value)

@@ -1,8 +1,12 @@
 """The three services as local background processes against the local PostgreSQL and RabbitMQ.
 
 State lives in one folder (`.stack/` by default): `stack.json` with the
-ports and names chosen at `up`, and a `.pid` and `.log` per service, so
-`start`, `stop` and `status` in a later command find the same stack.
+ports, names and server settings chosen at `up`, and a `.pid` and `.log`
+per service, so `start`, `stop` and `status` in a later command find the
+same stack, and a restarted service reaches the same servers whatever the
+shell that restarts it has set. A service is ready when its own process
+holds its port and answers /readyz: another program that answers on that
+port is named, never taken for it.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pika
+import psutil
 import psycopg
 from psycopg import sql
 
 from devtools import ROOT
-from devtools.stack.local_services import apply_defaults
+from devtools.stack.local_services import apply_defaults, process_environment, server_settings
 from devtools.waiting import Timeout, answers_ok, wait_for
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
 
@@ -52,7 +57,15 @@ class StackConfig:
     inventory_database: str = "movies_db"
     billing_database: str = "billing_db"
     queue: str = "billing_queue"
+    # Loopback unless told otherwise: a developer's stack is not for the network (the images bind 0.0.0.0).
+    host: str = "127.0.0.1"
+    settings: dict[str, str] = field(default_factory=server_settings)
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        """Where to reach the services: `host`, or loopback when they listen on every address."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
 
     def port(self, service: str) -> int:
         return {"api-gateway": self.gateway_port, "inventory-app": self.inventory_port}.get(service, self.billing_port)
@@ -60,7 +73,9 @@ class StackConfig:
     def save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         data = asdict(self) | {"state_dir": str(self.state_dir)}
-        (self.state_dir / "stack.json").write_text(json.dumps(data, indent=2) + "\n")
+        path = self.state_dir / "stack.json"
+        path.touch(mode=0o600)  # the settings may hold a password
+        path.write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def load(cls, state_dir: Path = ROOT / ".stack") -> StackConfig:
@@ -80,21 +95,29 @@ class Stack:
     def command(self, service: str) -> list[str]:
         if service == "billing-app":
             return [sys.executable, "-m", "billing_app"]
+        # On the command line, gunicorn's --bind wins over the images' configuration file.
+        gunicorn = [*GUNICORN, "--bind", f"{self.config.host}:{self.config.port(service)}"]
         if service == "api-gateway":
-            return [*GUNICORN, "--worker-class", "aiohttp.GunicornUVLoopWebWorker", "api_gateway:serve"]
-        return [*GUNICORN, "inventory_app:create_app()"]
+            return [*gunicorn, "--worker-class", "aiohttp.GunicornUVLoopWebWorker", "api_gateway:serve"]
+        return [*gunicorn, "inventory_app:create_app()"]
 
     def environment(self, service: str) -> dict[str, str]:
-        env = dict(os.environ)
-        apply_defaults(env)
+        """The service's environment from the stack's saved settings, not from the shell that runs this."""
         config = self.config
-        env |= {"PORT": str(config.port(service)), "BILLING_QUEUE": config.queue, "PYTHONUNBUFFERED": "1"}
+        env = process_environment() | config.settings
+        env |= {
+            "PORT": str(config.port(service)),
+            "HOST": config.host,  # billing-app's probes; gunicorn gets --bind
+            "BILLING_QUEUE": config.queue,
+            "PYTHONUNBUFFERED": "1",
+            "PROMETHEUS_MULTIPROC_DIR": str(config.state_dir / "metrics" / service),
+        }
         if service == "inventory-app":
             env["PGDATABASE"] = config.inventory_database
         elif service == "billing-app":
             env["PGDATABASE"] = config.billing_database
         else:
-            env["INVENTORY_URL"] = f"http://127.0.0.1:{config.inventory_port}"
+            env["INVENTORY_URL"] = f"http://{config.address}:{config.inventory_port}"
         return env | config.extra_env.get(service, {})
 
     # -- files ----------------------------------------------------------------
@@ -106,19 +129,25 @@ class Stack:
         return self.config.state_dir / f"{service}.log"
 
     def pid(self, service: str) -> int | None:
-        """The service's pid if it is running."""
+        """The service's pid if it is running: the process started, not a later one given the same pid."""
         try:
-            pid = int(self.pid_file(service).read_text())
+            pid_text, _, started_text = self.pid_file(service).read_text().partition(" ")
+            pid, started = int(pid_text), float(started_text or 0)
         except (FileNotFoundError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
             return None
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(pid, os.WNOHANG) != (0, 0):
                 return None  # it was our child and has exited
+        try:
+            process = psutil.Process(pid)
+            if process.status() == psutil.STATUS_ZOMBIE or (started and process.create_time() != started):
+                return None
+        except psutil.NoSuchProcess:
+            return None
         return pid
+
+    def running(self) -> dict[str, int]:
+        return {service: pid for service in SERVICES if (pid := self.pid(service)) is not None}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -134,6 +163,13 @@ class Stack:
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
     def up(self, timeout: float = 60) -> None:
+        running = self.running()
+        if running:
+            pids = ", ".join(f"{service} pid {pid}" for service, pid in running.items())
+            raise StackError(
+                f"the local stack in {self.config.state_dir} is already running ({pids}); "
+                "`invoke stack.status` shows it, `invoke stack.down` stops it"
+            )
         self.config.save()
         self.ensure_databases()
         for service in SERVICES:
@@ -147,6 +183,7 @@ class Stack:
         self._check(service)
         pid = self.pid(service)
         if pid is None:
+            self._check_port_free(service)
             self.config.state_dir.mkdir(parents=True, exist_ok=True)
             log = self.log_file(service).open("ab")
             process = subprocess.Popen(
@@ -160,13 +197,19 @@ class Stack:
             )
             log.close()
             pid = process.pid
-            self.pid_file(service).write_text(f"{pid}\n")
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self.pid_file(service).write_text(f"{pid} {psutil.Process(pid).create_time()}\n")
         try:
             wait_for(lambda: self.ready(service) or self.pid(service) is None, timeout=timeout, what=f"{service}")
         except Timeout:
-            raise StackError(f"{service} did not become ready in {timeout:g} s\n{self.log_tail(service)}") from None
+            raise StackError(
+                f"{service} did not become ready in {timeout:g} s{self._port_holders_note(service)}\n"
+                f"{self.log_tail(service)}"
+            ) from None
         if self.pid(service) is None:
-            raise StackError(f"{service} exited during start-up\n{self.log_tail(service)}")
+            raise StackError(
+                f"{service} exited during start-up{self._port_holders_note(service)}\n{self.log_tail(service)}"
+            )
         return pid
 
     def stop(self, service: str, timeout: float = 30) -> None:
@@ -192,7 +235,25 @@ class Stack:
         self.pid_file(service).unlink(missing_ok=True)
 
     def ready(self, service: str) -> bool:
-        return answers_ok(f"http://127.0.0.1:{self.config.port(service)}/readyz")
+        """Is the service's own process listening on its port, and does /readyz answer 200 there?"""
+        pid = self.pid(service)
+        if pid is None:
+            return False
+        holders = port_holders(self.config.port(service))
+        if not holders or not holders <= process_tree(pid):
+            return False
+        return answers_ok(f"http://{self.config.address}:{self.config.port(service)}/readyz")
+
+    def _check_port_free(self, service: str) -> None:
+        port = self.config.port(service)
+        holders = port_holders(port)
+        if holders:
+            raise StackError(f"cannot start {service}: port {port} is already held by {describe(holders)}")
+
+    def _port_holders_note(self, service: str) -> str:
+        pid = self.pid(service)
+        strangers = port_holders(self.config.port(service)) - (process_tree(pid) if pid else set())
+        return f"; port {self.config.port(service)} is held by {describe(strangers)}" if strangers else ""
 
     def status(self) -> list[dict[str, object]]:
         rows = []
@@ -223,6 +284,37 @@ class Stack:
                 os.killpg(pid, signum)
             else:
                 os.kill(pid, signum)
+
+
+def port_holders(port: int) -> set[int | None]:
+    """The pids listening on TCP `port`, on any address; None for a process this user may not see."""
+    return {
+        connection.pid
+        for connection in psutil.net_connections(kind="tcp")
+        if connection.status == psutil.CONN_LISTEN and connection.laddr and connection.laddr.port == port
+    }
+
+
+def process_tree(pid: int) -> set[int | None]:
+    """`pid` and its descendants (gunicorn's workers share the master's listening socket)."""
+    try:
+        return {pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def describe(pids: set[int | None]) -> str:
+    """Who the processes are, as `ps` would name them."""
+    names = []
+    for pid in sorted(pids, key=lambda p: p or 0):
+        if pid is None:
+            names.append("a process of another user")
+            continue
+        try:
+            names.append(f"pid {pid} ({' '.join(psutil.Process(pid).cmdline())[:120]})")
+        except psutil.Error:
+            names.append(f"pid {pid}")
+    return ", ".join(names)
 
 
 class ScratchStack:

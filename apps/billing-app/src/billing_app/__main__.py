@@ -15,7 +15,7 @@ from billing_app import db
 from billing_app.consumer import DEFAULT_BATCH_SIZE, BatchConsumer
 from billing_app.health import create_health_app
 from moviestream_common import postgres
-from moviestream_common.config import ConfigError, env_int
+from moviestream_common.config import ConfigError, env_int, env_str
 from moviestream_common.logs import configure_logging
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
 from moviestream_common.retry import Backoff
@@ -32,6 +32,7 @@ def main() -> int:
     configure_logging("billing-app")
     try:
         port = env_int("PORT", 8080, minimum=1, maximum=65535)
+        host = env_str("HOST", "0.0.0.0")  # noqa: S104 (the probes come from the kubelet; the local stack says 127.0.0.1)
         batch_size = env_int("BILLING_BATCH_SIZE", DEFAULT_BATCH_SIZE, minimum=1, maximum=10_000)
         max_wait_ms = env_int("BILLING_BATCH_WAIT_MS", 50, minimum=0, maximum=60_000)
         rabbit = RabbitSettings.from_env()
@@ -62,7 +63,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, on_sigterm)
-    server = serve_in_background(create_health_app(readiness), port)
+    server = serve_in_background(create_health_app(readiness), port, host)
     log.info("health probes listening", extra={"port": port, "database": postgres.describe(engine.url)})
 
     backoff = Backoff()

@@ -20,8 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # The pid of the process that emptied the directory; its children (gunicorn's workers) must not empty it again.
@@ -117,7 +124,7 @@ class GatewayOrders:
 
 @functools.cache
 def gateway_orders() -> GatewayOrders:
-    refused = Counter("moviestream_orders_refused", "Orders answered 400/413 (invalid) or 503 (unavailable)", ["reason"])
+    refused = Counter("moviestream_orders_refused", "Orders answered 400/413 (invalid) or 503 (broker)", ["reason"])
     for reason in REFUSAL_REASONS:
         refused.labels(reason)  # both series from the start, at zero
     return GatewayOrders(
@@ -156,10 +163,11 @@ def billing_orders() -> BillingOrders:
     )
 
 
-def batch_done(*, messages: int, stored: int, duplicate: int, dead_lettered: int) -> None:
-    """Count one acknowledged batch of `messages` deliveries."""
+def batch_done(*, messages: int, valid: int, stored: int) -> None:
+    """Count an acknowledged batch: `messages` deliveries, `valid` of them orders (the rest dead-lettered),
+    `stored` of those new rows (the rest stored before)."""
     orders = billing_orders()
     orders.stored.inc(stored)
-    orders.duplicate.inc(duplicate)
-    orders.dead_lettered.inc(dead_lettered)
+    orders.duplicate.inc(valid - stored)
+    orders.dead_lettered.inc(messages - valid)
     orders.batch_size.observe(messages)
