@@ -51,7 +51,9 @@ def stack_for(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
 
 def listening_addresses(port: int) -> set[str]:
     return {
-        c.laddr.ip for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        c.laddr.ip
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
     }
 
 
