@@ -30,6 +30,7 @@ from psycopg import sql
 
 from devtools import ROOT
 from devtools.stack.local_services import apply_defaults, process_environment, server_settings
+from devtools.stack.processes import describe, port_holders, process_tree
 from devtools.waiting import Timeout, answers_ok, wait_for
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
 
@@ -140,7 +141,7 @@ class Stack:
                 return None  # it was our child and has exited
         try:
             process = psutil.Process(pid)
-            if process.status() == psutil.STATUS_ZOMBIE or (started and process.create_time() != started):
+            if process.status() == psutil.STATUS_ZOMBIE or (started and abs(process.create_time() - started) > 1):
                 return None
         except psutil.NoSuchProcess:
             return None
@@ -284,37 +285,6 @@ class Stack:
                 os.killpg(pid, signum)
             else:
                 os.kill(pid, signum)
-
-
-def port_holders(port: int) -> set[int | None]:
-    """The pids listening on TCP `port`, on any address; None for a process this user may not see."""
-    return {
-        connection.pid
-        for connection in psutil.net_connections(kind="tcp")
-        if connection.status == psutil.CONN_LISTEN and connection.laddr and connection.laddr.port == port
-    }
-
-
-def process_tree(pid: int) -> set[int | None]:
-    """`pid` and its descendants (gunicorn's workers share the master's listening socket)."""
-    try:
-        return {pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))}
-    except psutil.NoSuchProcess:
-        return set()
-
-
-def describe(pids: set[int | None]) -> str:
-    """Who the processes are, as `ps` would name them."""
-    names = []
-    for pid in sorted(pids, key=lambda p: p or 0):
-        if pid is None:
-            names.append("a process of another user")
-            continue
-        try:
-            names.append(f"pid {pid} ({' '.join(psutil.Process(pid).cmdline())[:120]})")
-        except psutil.Error:
-            names.append(f"pid {pid}")
-    return ", ".join(names)
 
 
 class ScratchStack:
