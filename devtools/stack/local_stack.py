@@ -171,6 +171,8 @@ class Stack:
                 f"the local stack in {self.config.state_dir} is already running ({pids}); "
                 "`invoke stack.status` shows it, `invoke stack.down` stops it"
             )
+        for service in SERVICES:  # before any starts, so a taken port leaves nothing half-started
+            self._check_port_free(service)
         self.config.save()
         self.ensure_databases()
         for service in SERVICES:

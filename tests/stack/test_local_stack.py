@@ -66,6 +66,13 @@ def test_a_port_held_by_another_program_fails_the_start_naming_the_holder(
     assert stack.running() == {}
 
 
+def test_up_with_a_port_held_starts_nothing(stranger: int, stack_for: Callable[..., Stack]) -> None:
+    stack = stack_for(gateway_port=stranger, inventory_port=free_port(), billing_port=free_port())
+    with pytest.raises(StackError, match=f"cannot start api-gateway: port {stranger} is already held by pid "):
+        stack.up(timeout=30)
+    assert stack.running() == {}
+
+
 def test_a_port_taken_during_start_up_is_not_taken_for_the_service(
     stranger: int, stack_for: Callable[..., Stack], monkeypatch: pytest.MonkeyPatch
 ) -> None:
