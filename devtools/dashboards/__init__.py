@@ -18,6 +18,9 @@ from devtools import ROOT
 DASHBOARDS_DIR = ROOT / "base" / "grafana" / "dashboards"
 # The datasources' fixed uids, as base/grafana provisions them.
 DATASOURCE_TYPES = {"prometheus": "prometheus", "loki": "loki"}
+LOGS_DASHBOARD = DASHBOARDS_DIR / "moviestream-logs.json"
+# The labels Alloy gives every log stream; service is the pod's app.kubernetes.io/name.
+STREAM_LABELS = ("namespace", "pod", "container", "service")
 # What Grafana puts for its own interval variables; any duration parses the same.
 BUILT_IN_VARIABLES = {"__rate_interval": "1m", "__interval": "1m", "__range": "1h", "__auto": "1m"}
 
@@ -62,6 +65,17 @@ def queries(dashboard: Mapping[str, Any]) -> list[Query]:
             expr = query["query"] if isinstance(query, dict) else query
             found.append(Query(uid, f"variable {variable['name']}", variable["datasource"]["uid"], expr))
     return found
+
+
+def stream(service: str) -> dict[str, str]:
+    """The STREAM_LABELS of the lines of a pod of `service` on the cluster."""
+    return {"namespace": "moviestream", "pod": f"{service}-0", "container": service, "service": service}
+
+
+def panel_expr(dashboard: Mapping[str, Any], title: str) -> str:
+    """The query of the panel titled `title`, which has one."""
+    (expr,) = [target["expr"] for panel in panels(dashboard) if panel["title"] == title for target in panel["targets"]]
+    return expr
 
 
 def variables(dashboard: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

@@ -43,7 +43,10 @@ def references(expr: str) -> list[Reference]:
     variable_query = LABEL_VALUES.fullmatch(expr.strip())
     if variable_query:
         selector = variable_query.group("selector")
-        return [*references(selector), Reference(metric_names(promql_parser.parse(selector)), frozenset({variable_query["label"]}))]
+        return [
+            *references(selector),
+            Reference(metric_names(promql_parser.parse(selector)), frozenset({variable_query["label"]})),
+        ]
     found: list[Reference] = []
 
     def visit(node: promql_parser.Expr) -> None:
