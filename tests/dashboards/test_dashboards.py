@@ -80,11 +80,12 @@ def test_every_query_goes_to_a_provisioned_datasource_by_its_fixed_uid(path: Pat
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda path: path.name)
-def test_every_repeat_names_a_variable_of_its_dashboard(path: Path) -> None:
+def test_every_repeat_and_title_names_variables_of_its_dashboard(path: Path) -> None:
     board = dashboards.load(path)
     for panel in dashboards.panels(board):
         if "repeat" in panel:
             assert panel["repeat"] in dashboards.variables(board), panel["title"]
+        dashboards.interpolate(panel["title"], dashboards.example_values(board))  # KeyError names an unknown one
 
 
 @pytest.mark.parametrize("query", all_queries("prometheus"), ids=lambda query: f"{query.dashboard} {query.where}")
