@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
-from devtools import dashboards
+from devtools import ROOT, dashboards
 from devtools.dashboards import logql, promql
 from devtools.dashboards.catalogue import EXTERNAL_METRICS, TARGET_LABELS
+from devtools.gitops.manifests import render
 from devtools.stack.local_stack import SERVICES
 from moviestream_common.logs import configure_logging
+from moviestream_common.rabbitmq import BillingQueue
 
 FILES = dashboards.dashboard_files()
 UID = re.compile(r"[A-Za-z0-9_-]{1,40}")  # Grafana's rule for a dashboard uid
@@ -162,3 +164,38 @@ def test_errors_panel_counts_an_error_a_service_logs_and_not_its_warnings() -> N
     )
     kept = errors.select([(dashboards.stream("inventory-app"), line) for line in lines])
     assert [(labels["service"], labels["message"]) for labels in kept] == [("inventory-app", "unhandled error")]
+
+
+@pytest.fixture(scope="module")
+def base_objects() -> list[dict[str, Any]]:
+    return [rendered.obj for rendered in render(ROOT / "base")]
+
+
+def dashboard_text() -> str:
+    return "\n".join(path.read_text() for path in FILES)
+
+
+def test_autoscaler_panel_names_the_horizontal_pod_autoscalers_of_the_base(base_objects: list[dict[str, Any]]) -> None:
+    named = set(re.findall(r'horizontalpodautoscaler=~\\"([^"\\]+)\\"', dashboard_text()))
+    assert len(named) == 1, named
+    hpas = {obj["metadata"]["name"] for obj in base_objects if obj["kind"] == "HorizontalPodAutoscaler"}
+    assert set(named.pop().split("|")) == hpas
+
+
+def test_queue_panel_names_the_billing_queue_of_the_base_and_its_dead_letter_queue(
+    base_objects: list[dict[str, Any]],
+) -> None:
+    queues = {obj["data"]["BILLING_QUEUE"] for obj in base_objects if "BILLING_QUEUE" in obj.get("data", {})}
+    assert len(queues) == 1, queues
+    queue = BillingQueue(queues.pop())
+    assert set(re.findall(r'queue=\\"([^"\\]+)\\"', dashboard_text())) == {queue.name, queue.dead_letter}
+
+
+def test_service_choices_are_the_pod_names_alloy_labels_streams_with(base_objects: list[dict[str, Any]]) -> None:
+    pods = {
+        obj["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+        for obj in base_objects
+        if obj["kind"] in ("Deployment", "StatefulSet")
+    }
+    service = dashboards.variables(logs_board())["service"]
+    assert set(dashboards.custom_options(service)) <= pods
