@@ -249,6 +249,7 @@ PLACEHOLDERS = {
     "clusters/CLUSTER/argocd",
     "clusters/CLUSTER/sealed-secrets",
     "clusters/CLUSTER/apps",
+    "clusters/CLUSTER/observability",
     "overlays/CLUSTER",
 }
 
@@ -273,9 +274,8 @@ def placeholders_are_filled(objects: list[Rendered]) -> list[str]:
     ]
 
 
-TARGET_RULES: list[Rule] = [
-    components_match_the_table,
-    autoscalers_have_their_bounds,
+# Rules for everything a cluster deploys as a whole (an overlay, an observability stack).
+DEPLOYED_RULES: list[Rule] = [
     autoscaled_deployments_leave_replicas_alone,
     no_plaintext_secrets,
     no_credential_literals,
@@ -284,6 +284,8 @@ TARGET_RULES: list[Rule] = [
     secret_references_resolve,
     rabbitmq_alarm_follows_its_limit,
 ]
+# The workload's overlays: the above, and the exercise's components and autoscalers.
+TARGET_RULES: list[Rule] = [components_match_the_table, autoscalers_have_their_bounds, *DEPLOYED_RULES]
 # Rules that hold for everything rendered, targets or not (clusters/ included).
 UNIVERSAL_RULES: list[Rule] = [
     no_plaintext_secrets,
