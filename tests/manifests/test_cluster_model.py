@@ -17,7 +17,7 @@ def test_the_clusters_are_modelled_from_their_root_application(repo: Path) -> No
     assert cluster_model.cluster_names(repo) == ["cloud", "e2e", "vagrant"]
     model = cluster_model.load(repo, "vagrant")
     assert model.problems == []
-    assert sorted(model.apps) == ["argocd", "root", "sealed-secrets", "storage", "workload"]
+    assert sorted(model.apps) == ["argocd", "observability", "root", "sealed-secrets", "storage", "workload"]
     assert model.apps["argocd"].objects is None, "a remote base is not rendered offline"
     assert model.apps["storage"].provides == [("StorageClass", "shared-nfs")]
     assert model.apps["workload"].wave == 0
