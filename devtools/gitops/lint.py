@@ -141,7 +141,7 @@ def lint(root: Path = ROOT, log: Any = print, *, allow_remote: bool = False) -> 
         found = schema_problems(objects, version) + rule_problems(source, objects)
         log(f"{'ok  ' if not found else 'FAIL'}  {source}: {len(objects)} objects")
         problems += found
-    problems += rules.remote_references_are_pinned(remote)
+    problems += rules.remote_references_are_pinned(remote) + rules.dashboards_are_provisioned(root)
     found = cluster_model.problems(root, allow_remote=allow_remote, renderer=render_once)
     log(f"{'ok  ' if not found else 'FAIL'}  clusters as Argo CD syncs them (waves, namespaces, projects)")
     problems += found
