@@ -50,13 +50,17 @@ def test_an_application_whose_requests_are_unknown_fails_lint(repo: Path) -> Non
 def test_a_malformed_capacity_file_is_named(repo: Path) -> None:  # noqa: F811
     edit(repo / "clusters/vagrant/vagrant.env", "VAGRANT_MASTER_CPUS=2", "VAGRANT_MASTER_CPUS=two")
     [problem] = vagrant_problems(repo)
-    assert problem.startswith("cluster vagrant: ") and "vagrant.env: needs VAGRANT_<MASTER|AGENT>_<CPUS|MEMORY>" in problem
+    assert problem.startswith("cluster vagrant: ")
+    assert "vagrant.env: needs VAGRANT_<MASTER|AGENT>_<CPUS|MEMORY>" in problem
 
 
 @pytest.mark.parametrize(
     ("pod", "expected"),
     [
-        ({"containers": [{"resources": {"requests": {"cpu": "0.5", "memory": "1Gi"}}}, {}]}, capacity.Requests(500, 1024)),
+        (
+            {"containers": [{"resources": {"requests": {"cpu": "0.5", "memory": "1Gi"}}}, {}]},
+            capacity.Requests(500, 1024),
+        ),
         (
             {
                 "initContainers": [{"resources": {"requests": {"cpu": "1", "memory": "64M"}}}],

@@ -199,7 +199,10 @@ def test_a_dashboard_left_out_of_grafanas_configmap_fails_lint(repo: Path) -> No
     edit(repo / "base/grafana/kustomization.yaml", "      - dashboards/moviestream.json\n", "")
     problems = problems_of(repo)
     assert "base/grafana/dashboards/extra.json: not in the grafana-dashboards configMapGenerator; list it" in problems
-    assert "base/grafana/dashboards/moviestream.json: not in the grafana-dashboards configMapGenerator; list it" in problems
+    assert (
+        "base/grafana/dashboards/moviestream.json: not in the grafana-dashboards configMapGenerator; list it"
+        in problems
+    )
     assert any(problem.startswith("base/grafana/dashboards/broken.json: not JSON") for problem in problems)
 
 
