@@ -20,6 +20,13 @@ readonly GIT_USER=moviestream
 readonly GIT_REMOTE=cluster
 readonly GATEWAY_PORT=3000
 readonly ARGOCD_PORT=30443
+# clusters/vagrant/observability: the NodePorts of Grafana and Headlamp.
+readonly GRAFANA_PORT=30030
+readonly HEADLAMP_PORT=30044
+readonly OBSERVABILITY_NAMESPACE=observability
+readonly HEADLAMP_VIEWER=headlamp-viewer
+readonly HEADLAMP_TOKEN_DURATION=8h
+readonly SECRETS_FILE="${ROOT}/.secrets/${CLUSTER}.env"
 # Where the master VM keeps the state of its image builds (scripts/provision-gitserver.sh).
 readonly BUILD_STATUS=/var/lib/moviestream/build-status.json
 readonly TIMEOUT="${ORCHESTRATOR_TIMEOUT:-1500}"
@@ -52,6 +59,7 @@ Usage: ./orchestrator.sh COMMAND
   status       VMs, nodes, the git remote, the commit Argo CD synced, applications, last image build
   destroy [-y] delete the VMs and their data (asks first unless -y)
   kubeconfig   write ${KUBECONFIG_FILE#"${ROOT}/"} and print how to use it
+  dashboards   every dashboard's address (Argo CD, Grafana, Headlamp) and how to sign in
   help         this text
 USAGE
 }
@@ -302,6 +310,7 @@ Gateway:      http://${MASTER_IP}:${GATEWAY_PORT}   (API docs: http://${MASTER_I
 kubectl:      export KUBECONFIG=${KUBECONFIG_FILE}
 Argo CD UI:   https://${MASTER_IP}:${ARGOCD_PORT}   (user admin; self-signed certificate)
   password:   kubectl -n argocd get secret argocd-initial-admin-secret -o jsonpath='{.data.password}' | base64 -d
+Dashboards:   ./orchestrator.sh dashboards   (Grafana, Headlamp: addresses and sign-in)
 ACCESS
   if follows_local_git; then
     cat <<GIT
@@ -426,6 +435,46 @@ cmd_kubeconfig() {
   echo "export KUBECONFIG=${KUBECONFIG_FILE}"
 }
 
+# --- dashboards ----------------------------------------------------------------
+
+# The password Grafana uses is the cluster Secret's (sealed from .secrets/); the
+# local file is the fallback when the Secret cannot be read.
+grafana_password() {
+  local password
+  if password="$(kubectl -n "${OBSERVABILITY_NAMESPACE}" get secret grafana-admin \
+    -o go-template='{{index .data "admin-password" | base64decode}}' 2>/dev/null)" && [[ -n "${password}" ]]; then
+    echo "${password}"
+    return
+  fi
+  password="$(sed -n 's/^GRAFANA_ADMIN_PASSWORD=//p' "${SECRETS_FILE}" 2>/dev/null || true)"
+  [[ -n "${password}" ]] || return 1
+  echo "${password}   (from ${SECRETS_FILE#"${ROOT}/"}: the cluster's Secret could not be read)"
+}
+
+cmd_dashboards() {
+  local token password
+  command -v kubectl >/dev/null 2>&1 || die "missing prerequisite: kubectl (https://kubernetes.io/docs/tasks/tools/)"
+  [[ -f "${KUBECONFIG_FILE}" ]] || die "no ${KUBECONFIG_FILE#"${ROOT}/"}: run ./orchestrator.sh kubeconfig (or create) first"
+  export KUBECONFIG="${KUBECONFIG_FILE}"
+  # A short-lived token of the read-only account: never a cluster-admin one.
+  token="$(kubectl -n "${OBSERVABILITY_NAMESPACE}" create token "${HEADLAMP_VIEWER}" \
+    --duration "${HEADLAMP_TOKEN_DURATION}" 2>/dev/null)" \
+    || die "no ServiceAccount ${OBSERVABILITY_NAMESPACE}/${HEADLAMP_VIEWER} yet: Argo CD has not synced the observability Application (./orchestrator.sh status)"
+  password="$(grafana_password)" \
+    || password="unknown: neither Secret ${OBSERVABILITY_NAMESPACE}/grafana-admin nor ${SECRETS_FILE#"${ROOT}/"} holds it"
+  cat <<DASHBOARDS
+Argo CD:   https://${MASTER_IP}:${ARGOCD_PORT}   (self-signed certificate)
+  user:      admin
+  password:  kubectl -n argocd get secret argocd-initial-admin-secret -o jsonpath='{.data.password}' | base64 -d
+Grafana:   http://${MASTER_IP}:${GRAFANA_PORT}   (dashboards "moviestream" and "moviestream logs")
+  user:      admin
+  password:  ${password}
+Headlamp:  http://${MASTER_IP}:${HEADLAMP_PORT}
+  token (read-only, valid ${HEADLAMP_TOKEN_DURATION}; run this again for a new one):
+${token}
+DASHBOARDS
+}
+
 main() {
   local command="${1:-help}"
   shift || true
@@ -436,6 +485,7 @@ main() {
     status) cmd_status "$@" ;;
     destroy) cmd_destroy "$@" ;;
     kubeconfig) cmd_kubeconfig "$@" ;;
+    dashboards) cmd_dashboards "$@" ;;
     help | -h | --help) usage ;;
     *)
       usage >&2

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devtools.gitops.capacity import requests_fit_the_nodes
 from devtools.gitops.manifests import Rendered, RenderError, kustomization, remote_resources, render
 
 ROOT_APP = "root"
@@ -32,6 +33,8 @@ BOOTSTRAP_WAVE = -(10**6)
 # Namespaces that exist before Argo CD syncs anything: Kubernetes' own, and
 # argocd, which the bootstrap creates to install Argo CD into.
 PREEXISTING_NAMESPACES = {"default", "kube-system", "argocd"}
+# Kubernetes' default --service-node-port-range.
+NODE_PORTS = (30000, 32767)
 # Objects every namespace or every K3s cluster has.
 BUILT_IN = {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt"), ("StorageClass", "local-path")}
 CLUSTER_SCOPED = {
@@ -149,6 +152,7 @@ class ClusterModel:
     projects: dict[str, Rendered]
     problems: list[str]
     bootstrap_projects: dict[str, Rendered] = field(default_factory=dict)  # as root/ holds them
+    root: Path | None = None  # the repository, for what a cluster declares beside its Applications
 
     def placed(self) -> Iterator[Placed]:
         for app in self.apps.values():
@@ -209,7 +213,7 @@ def load(root: Path, cluster: str, *, allow_remote: bool = False, renderer: Rend
             elif child.kind == "AppProject":
                 projects[child.name] = child
     bootstrap_projects = {item.name: item for item in bootstrap if item.kind == "AppProject"}
-    return ClusterModel(cluster, apps, projects, problems, bootstrap_projects)
+    return ClusterModel(cluster, apps, projects, problems, bootstrap_projects, root)
 
 
 # -- references -------------------------------------------------------------------------------------
@@ -400,7 +404,34 @@ def bootstrap_agrees_with_git(model: ClusterModel) -> list[str]:
     ]
 
 
-RULES = [waves_follow_references, destinations_exist, projects_allow_exactly_their_kinds, bootstrap_agrees_with_git]
+def node_ports_are_fixed_once(model: ClusterModel) -> list[str]:
+    """A fixed nodePort is in the NodePort range and used once on the cluster, or the second Service is refused."""
+    problems = []
+    owners: dict[int, Placed] = {}
+    for placed in model.placed():
+        if placed.item.kind != "Service":
+            continue
+        for port in (placed.item.obj.get("spec") or {}).get("ports") or []:
+            number = port.get("nodePort")
+            if number is None:
+                continue
+            if not NODE_PORTS[0] <= int(number) <= NODE_PORTS[1]:
+                problems.append(f"cluster {model.name}: {placed}: nodePort {number} is outside {NODE_PORTS}")
+            elif int(number) in owners:
+                problems.append(f"cluster {model.name}: {placed}: nodePort {number} is already {owners[int(number)]}'s")
+            else:
+                owners[int(number)] = placed
+    return problems
+
+
+RULES = [
+    waves_follow_references,
+    destinations_exist,
+    projects_allow_exactly_their_kinds,
+    bootstrap_agrees_with_git,
+    node_ports_are_fixed_once,
+    requests_fit_the_nodes,
+]
 
 
 def cluster_names(root: Path) -> list[str]:

@@ -86,14 +86,19 @@ def yamllint_problems(paths: Iterable[Path], root: Path = ROOT) -> list[str]:
     return problems
 
 
+DEPLOYED_STACKS = re.compile(r"^clusters/[^/]+/observability$")
+
+
 def is_target(source: str) -> bool:
-    """A kustomization that a cluster deploys as a whole: an overlay."""
-    return source.startswith("overlays/")
+    """A kustomization that a cluster deploys as a whole: an overlay, or a cluster's observability stack."""
+    return source.startswith("overlays/") or bool(DEPLOYED_STACKS.match(source))
 
 
 def rule_problems(source: str, objects: list[Rendered]) -> list[str]:
-    if is_target(source):
+    if source.startswith("overlays/"):
         selected = rules.TARGET_RULES
+    elif is_target(source):
+        selected = rules.DEPLOYED_RULES
     elif source.startswith("base"):
         # Bases leave image names and tags to the overlays.
         selected = [rule for rule in rules.UNIVERSAL_RULES if rule is not rules.images_are_immutable]
@@ -136,7 +141,7 @@ def lint(root: Path = ROOT, log: Any = print, *, allow_remote: bool = False) -> 
         found = schema_problems(objects, version) + rule_problems(source, objects)
         log(f"{'ok  ' if not found else 'FAIL'}  {source}: {len(objects)} objects")
         problems += found
-    problems += rules.remote_references_are_pinned(remote)
+    problems += rules.remote_references_are_pinned(remote) + rules.dashboards_are_provisioned(root)
     found = cluster_model.problems(root, allow_remote=allow_remote, renderer=render_once)
     log(f"{'ok  ' if not found else 'FAIL'}  clusters as Argo CD syncs them (waves, namespaces, projects)")
     problems += found

@@ -6,6 +6,7 @@ one message per violation, naming the object.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -243,12 +244,33 @@ def rabbitmq_alarm_follows_its_limit(objects: list[Rendered]) -> list[str]:
     return problems
 
 
+READ_VERBS = {"get", "list", "watch"}
+
+
+def cluster_roles_only_read(objects: list[Rendered]) -> list[str]:
+    """What we grant cluster-wide (collectors, Headlamp's viewer) reads, names what it reads, and never Secrets."""
+    problems = []
+    for item in objects:
+        if item.kind != "ClusterRole":
+            continue
+        for rule in item.obj.get("rules") or []:
+            verbs, resources = set(rule.get("verbs") or []), set(rule.get("resources") or [])
+            if not verbs <= READ_VERBS:
+                problems.append(f"{item}: may {', '.join(sorted(verbs - READ_VERBS))}; only get, list and watch")
+            if "*" in resources or "*" in (rule.get("apiGroups") or []) or rule.get("nonResourceURLs"):
+                problems.append(f"{item}: names a wildcard or URLs; list the resources it reads")
+            if resources & {"secrets", "serviceaccounts/token", "pods/exec", "pods/attach", "pods/portforward"}:
+                problems.append(f"{item}: reads secrets or acts in pods ({', '.join(sorted(resources))})")
+    return problems
+
+
 PLACEHOLDERS = {
     "REPO_URL",
     "REPO_REVISION",
     "clusters/CLUSTER/argocd",
     "clusters/CLUSTER/sealed-secrets",
     "clusters/CLUSTER/apps",
+    "clusters/CLUSTER/observability",
     "overlays/CLUSTER",
 }
 
@@ -273,10 +295,10 @@ def placeholders_are_filled(objects: list[Rendered]) -> list[str]:
     ]
 
 
-TARGET_RULES: list[Rule] = [
-    components_match_the_table,
-    autoscalers_have_their_bounds,
+# Rules for everything a cluster deploys as a whole (an overlay, an observability stack).
+DEPLOYED_RULES: list[Rule] = [
     autoscaled_deployments_leave_replicas_alone,
+    cluster_roles_only_read,
     no_plaintext_secrets,
     no_credential_literals,
     images_are_immutable,
@@ -284,6 +306,8 @@ TARGET_RULES: list[Rule] = [
     secret_references_resolve,
     rabbitmq_alarm_follows_its_limit,
 ]
+# The workload's overlays: the above, and the exercise's components and autoscalers.
+TARGET_RULES: list[Rule] = [components_match_the_table, autoscalers_have_their_bounds, *DEPLOYED_RULES]
 # Rules that hold for everything rendered, targets or not (clusters/ included).
 UNIVERSAL_RULES: list[Rule] = [
     no_plaintext_secrets,
@@ -306,6 +330,30 @@ def secrets_in_files(paths: Iterable[Path], root: Path) -> list[str]:
             if is_secret and (document.get("data") or document.get("stringData")):
                 name = (document.get("metadata") or {}).get("name")
                 problems.append(f"{path.relative_to(root)}: Secret/{name} holds data; seal it (invoke seal-secrets)")
+    return problems
+
+
+def dashboards_are_provisioned(root: Path) -> list[str]:
+    """Every base/grafana/dashboards/*.json is valid JSON and in Grafana's dashboards ConfigMap, which lists files."""
+    base = root / "base" / "grafana"
+    if not base.is_dir():
+        return []
+    generators = (yaml.safe_load((base / "kustomization.yaml").read_text()) or {}).get("configMapGenerator") or []
+    listed = {
+        str(name).partition("=")[2] or str(name)
+        for generator in generators
+        if generator.get("name") == "grafana-dashboards"
+        for name in generator.get("files") or []
+    }
+    problems = []
+    for path in sorted((base / "dashboards").glob("*.json")):
+        relative = str(path.relative_to(base))
+        if relative not in listed:
+            problems.append(f"base/grafana/{relative}: not in the grafana-dashboards configMapGenerator; list it")
+        try:
+            json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            problems.append(f"base/grafana/{relative}: not JSON ({error})")
     return problems
 
 

@@ -44,13 +44,14 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _render_targets(root: Path, into: Path) -> None:
-    """Each overlay, rendered as Argo CD renders it, into one file named after it."""
+    """Each target, rendered as Argo CD renders it, into one file named after it (overlays/vagrant: vagrant.yaml,
+    clusters/vagrant/observability: vagrant-observability.yaml)."""
     for directory in kustomization_dirs(root):
         source = directory.relative_to(root)
         if is_target(str(source)):
             with suppress(RenderError):  # invoke lint's build of every kustomization reports it
                 objects = [item.obj for item in render(directory, root)]
-                (into / f"{source.name}.yaml").write_text(yaml.safe_dump_all(objects))
+                (into / f"{'-'.join(source.parts[1:])}.yaml").write_text(yaml.safe_dump_all(objects))
 
 
 def _failed_checks(report: Any) -> list[dict[str, Any]]:

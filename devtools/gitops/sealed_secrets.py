@@ -5,7 +5,8 @@
 ~/.config/moviestream/<cluster>/sealing-cert.pem  its certificate, kept with it
 ~/.config/moviestream/<cluster>/sealing-key-<fingerprint>{.pem,.crt.pem}  pairs replaced by --force
 sealed-secrets/<cluster>/sealing-cert.pem   the certificate, committed
-sealed-secrets/<cluster>/*-sealedsecret.yaml  what Argo CD deploys (committed)
+sealed-secrets/<cluster>/*-sealedsecret.yaml  what Argo CD deploys into namespace moviestream (committed)
+sealed-secrets/<cluster>/<namespace>/*-sealedsecret.yaml  the same for another namespace (observability)
 """
 
 from __future__ import annotations
@@ -49,7 +50,14 @@ CATALOG: dict[str, dict[str, Entry]] = {
         "username": Entry("RABBITMQ_USERNAME", "moviestream"),
         "password": Entry("RABBITMQ_PASSWORD", None),
     },
+    "grafana-admin": {
+        "admin-user": Entry("GRAFANA_ADMIN_USER", "admin"),
+        "admin-password": Entry("GRAFANA_ADMIN_PASSWORD", None),
+    },
 }
+# The Secrets that live outside NAMESPACE, each sealed for its own namespace
+# and written to sealed-secrets/<cluster>/<namespace>/.
+NAMESPACES = {"grafana-admin": "observability"}
 VARIABLES = {entry.variable for keys in CATALOG.values() for entry in keys.values()}
 LINE = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
 
@@ -67,6 +75,11 @@ class ClusterPaths:
     def sealed_dir(self) -> Path:
         return self.root / "sealed-secrets" / self.cluster
 
+    def directory_of(self, name: str) -> Path:
+        """Where the SealedSecret `name` is written: one kustomization per namespace."""
+        namespace = namespace_of(name)
+        return self.sealed_dir if namespace == NAMESPACE else self.sealed_dir / namespace
+
     @property
     def certificate(self) -> Path:
         return self.sealed_dir / "sealing-cert.pem"
@@ -83,6 +96,10 @@ class ClusterPaths:
     @property
     def kept_certificate(self) -> Path:
         return self.keys_dir / "sealing-cert.pem"
+
+
+def namespace_of(name: str) -> str:
+    return NAMESPACES.get(name, NAMESPACE)
 
 
 def key_secret_name(certificate: x509.Certificate) -> str:
@@ -131,12 +148,13 @@ def render_values(values: dict[str, str]) -> str:
 
 
 def sealed_secret(name: str, encrypted: dict[str, str]) -> dict:
+    namespace = namespace_of(name)
     return {
         "apiVersion": "bitnami.com/v1alpha1",
         "kind": "SealedSecret",
         "metadata": {
             "name": name,
-            "namespace": NAMESPACE,
+            "namespace": namespace,
             "annotations": {"argocd.argoproj.io/sync-wave": SYNC_WAVE},
         },
         "spec": {
@@ -144,7 +162,7 @@ def sealed_secret(name: str, encrypted: dict[str, str]) -> dict:
             "template": {
                 "metadata": {
                     "name": name,
-                    "namespace": NAMESPACE,
+                    "namespace": namespace,
                     "labels": {"app.kubernetes.io/part-of": "moviestream"},
                 },
                 "type": "Opaque",
@@ -164,7 +182,7 @@ def _unchanged(private_key: rsa.RSAPrivateKey | None, name: str, previous: str |
     if private_key is None or previous is None:
         return False
     try:
-        return sealing.unseal(private_key, NAMESPACE, name, previous) == value
+        return sealing.unseal(private_key, namespace_of(name), name, previous) == value
     except (ValueError, SealingError):
         return False
 
@@ -192,28 +210,40 @@ def seal_all(paths: ClusterPaths) -> list[Path]:
         paths.values.touch(mode=0o600)
         paths.values.write_text(render_values(values))
         paths.values.chmod(0o600)
-    written = []
-    for name, keys in CATALOG.items():
-        target = paths.sealed_dir / f"{name}-sealedsecret.yaml"
-        previous = _previous(target)
-        encrypted = {}
-        for key, entry in keys.items():
-            value = values[entry.variable].encode()
-            old = previous.get(key)
-            encrypted[key] = (
-                old if _unchanged(private_key, name, old, value) else sealing.seal(certificate, NAMESPACE, name, value)
-            )
-        target.write_text(yaml.safe_dump(sealed_secret(name, encrypted), sort_keys=False, width=1_000_000))
-        written.append(target)
-    kustomization = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": sorted(path.name for path in written),
-    }
-    (paths.sealed_dir / "kustomization.yaml").write_text(
-        "# Written by `invoke seal-secrets`.\n" + yaml.safe_dump(kustomization, sort_keys=False)
-    )
+    written = [_seal_one(paths, name, values, certificate, private_key) for name in CATALOG]
+    for directory in sorted({path.parent for path in written}):
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": sorted(path.name for path in written if path.parent == directory),
+        }
+        (directory / "kustomization.yaml").write_text(
+            "# Written by `invoke seal-secrets`.\n" + yaml.safe_dump(kustomization, sort_keys=False)
+        )
     return written
+
+
+def _seal_one(
+    paths: ClusterPaths,
+    name: str,
+    values: dict[str, str],
+    certificate: x509.Certificate,
+    private_key: rsa.RSAPrivateKey | None,
+) -> Path:
+    target = paths.directory_of(name) / f"{name}-sealedsecret.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    previous = _previous(target)
+    encrypted = {}
+    for key, entry in CATALOG[name].items():
+        value = values[entry.variable].encode()
+        old = previous.get(key)
+        encrypted[key] = (
+            old
+            if _unchanged(private_key, name, old, value)
+            else sealing.seal(certificate, namespace_of(name), name, value)
+        )
+    target.write_text(yaml.safe_dump(sealed_secret(name, encrypted), sort_keys=False, width=1_000_000))
+    return target
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -242,7 +242,7 @@ def test_definitions_that_never_serve_stop_the_bootstrap_with_their_names(repo: 
 
 def test_waiting_ends_when_every_application_is_synced_and_healthy(repo: Path) -> None:
     kube = MemoryCluster()
-    names = ["argocd", "root", "sealed-secrets", "storage", "workload"]
+    names = ["argocd", "observability", "root", "sealed-secrets", "storage", "workload"]
     looks = iter(range(100))
 
     def statuses() -> list[AppStatus]:

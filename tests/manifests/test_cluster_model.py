@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from devtools import ROOT
 from devtools.gitops import cluster_model
 
 from .test_lint import edit, problems_of, repo  # noqa: F401 (the fixture)
@@ -17,7 +18,7 @@ def test_the_clusters_are_modelled_from_their_root_application(repo: Path) -> No
     assert cluster_model.cluster_names(repo) == ["cloud", "e2e", "vagrant"]
     model = cluster_model.load(repo, "vagrant")
     assert model.problems == []
-    assert sorted(model.apps) == ["argocd", "root", "sealed-secrets", "storage", "workload"]
+    assert sorted(model.apps) == ["argocd", "observability", "root", "sealed-secrets", "storage", "workload"]
     assert model.apps["argocd"].objects is None, "a remote base is not rendered offline"
     assert model.apps["storage"].provides == [("StorageClass", "shared-nfs")]
     assert model.apps["workload"].wave == 0
@@ -106,3 +107,19 @@ def test_a_root_whose_projects_differ_from_what_argo_cd_syncs_fails_lint(repo: P
         "cluster vagrant: AppProject/platform in clusters/vagrant/root differs from the one its apps/ syncs "
         "(include the same components in both)"
     ]
+
+
+def test_observability_runs_on_vagrant_and_cloud_after_storage_and_sealed_secrets_before_the_workload() -> None:
+    for cluster in ("vagrant", "cloud"):
+        apps = cluster_model.load(ROOT, cluster).apps
+        assert apps["sealed-secrets"].wave < apps["observability"].wave < apps["workload"].wave
+        assert "storage" not in apps or apps["storage"].wave < apps["observability"].wave
+    assert "observability" not in cluster_model.load(ROOT, "e2e").apps
+
+
+def test_observability_synced_before_the_storage_it_claims_fails_lint(repo: Path) -> None:  # noqa: F811
+    edit(repo / "clusters/platform/observability/observability.yaml", 'sync-wave: "-2"', 'sync-wave: "-6"')
+    assert (
+        "cluster vagrant: observability: StatefulSet/loki (waves -6/1) needs StorageClass/shared-nfs, "
+        "which comes later (waves -5/0): Argo CD would wait for ever on this wave"
+    ) in model_problems(repo)

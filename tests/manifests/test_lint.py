@@ -191,3 +191,30 @@ def test_a_password_file_variable_is_not_a_credential_literal_but_a_password_is(
         "overlays/vagrant: StatefulSet/inventory-db: container postgres sets POSTGRES_PASSWORD_FILE as a literal; "
         "read it from a Secret (valueFrom.secretKeyRef)"
     ) in problems_of(repo)
+
+
+def test_a_dashboard_left_out_of_grafanas_configmap_fails_lint(repo: Path) -> None:
+    (repo / "base/grafana/dashboards/extra.json").write_text('{"title": "extra", "panels": []}\n')
+    (repo / "base/grafana/dashboards/broken.json").write_text('{"title": \n')
+    edit(repo / "base/grafana/kustomization.yaml", "      - dashboards/moviestream.json\n", "")
+    problems = problems_of(repo)
+    assert "base/grafana/dashboards/extra.json: not in the grafana-dashboards configMapGenerator; list it" in problems
+    assert (
+        "base/grafana/dashboards/moviestream.json: not in the grafana-dashboards configMapGenerator; list it"
+        in problems
+    )
+    assert any(problem.startswith("base/grafana/dashboards/broken.json: not JSON") for problem in problems)
+
+
+def test_a_cluster_role_that_writes_or_reads_secrets_fails_lint(repo: Path) -> None:
+    edit(repo / "base/headlamp/clusterrole.yaml", "      - configmaps\n", "      - configmaps\n      - secrets\n")
+    edit(repo / "base/alloy/clusterrole.yaml", "    verbs: [get]\n", "    verbs: [get, create]\n")
+    problems = problems_of(repo)
+    for cluster in ("vagrant", "cloud"):
+        assert any(
+            p.startswith(f"clusters/{cluster}/observability: ClusterRole/observability-headlamp-viewer: reads secrets")
+            for p in problems
+        )
+        assert (
+            f"clusters/{cluster}/observability: ClusterRole/observability-alloy: may create; only get, list and watch"
+        ) in problems

@@ -7,7 +7,8 @@ so `git push cluster` really pushes. `.venv/bin/invoke` runs the real tasks
 (sealing-key, seal-secrets) in the clone, except `bootstrap`, which needs a
 cluster and is recorded instead (tests/gitops tests it). Knobs:
 FAKE_BUILD=failed makes the master's image build fail (failed-once: until it is retried); FAKE_BOOTSTRAP_RC
-makes the bootstrap fail.
+makes the bootstrap fail; FAKE_NO_OBSERVABILITY, FAKE_NO_GRAFANA_SECRET: the observability stack, or
+Grafana's Secret, is not there.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ case " $* " in
   *" get nodes -o wide "*) echo "NAME STATUS"; echo "master Ready" ;;
   *" get applications.argoproj.io -n argocd "*) echo "NAME SYNC STATUS HEALTH STATUS"; echo "workload Synced Healthy" ;;
   *" root -o jsonpath"*) echo "0123456789abcdef" ;;
+  *" -n observability create token headlamp-viewer "*)
+    [ -n "${FAKE_NO_OBSERVABILITY:-}" ] && { echo 'serviceaccounts "headlamp-viewer" not found' >&2; exit 1; }
+    echo "viewer-token" ;;
+  *" -n observability get secret grafana-admin "*)
+    [ -n "${FAKE_NO_GRAFANA_SECRET:-}" ] && { echo 'forbidden' >&2; exit 1; }
+    echo "from-the-cluster" ;;
 esac
 exit 0
 """

@@ -344,3 +344,57 @@ def test_vagrant_validate_catches_a_missing_provisioning_script(tmp_path) -> Non
     result = _vagrant_validate(root, tmp_path / "vagrant-home")
     assert result.returncode != 0
     assert "provision-node.sh" in result.stdout + result.stderr
+
+
+def test_dashboards_prints_every_address_and_a_read_only_token(sandbox: Sandbox) -> None:
+    assert sandbox.run("kubeconfig").returncode == 0
+    result = sandbox.run("dashboards")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "Argo CD:   https://192.168.56.10:30443   (self-signed certificate)" in lines
+    assert 'Grafana:   http://192.168.56.10:30030   (dashboards "moviestream" and "moviestream logs")' in lines
+    assert "  password:  from-the-cluster" in lines
+    assert "Headlamp:  http://192.168.56.10:30044" in lines
+    assert lines[-1] == "viewer-token"
+    kubectl = sandbox.calls_of("kubectl")
+    tokens = [call for call in kubectl if " create token " in call]
+    assert tokens == ["kubectl -n observability create token headlamp-viewer --duration 8h"]
+    assert all(
+        call.endswith(f"KUBECONFIG={sandbox.root}/.cluster/kubeconfig")
+        for call in sandbox.calls.read_text().splitlines()
+        if call.startswith("kubectl")
+    )
+
+
+def test_dashboards_falls_back_to_the_local_grafana_password(sandbox: Sandbox) -> None:
+    assert sandbox.run("kubeconfig").returncode == 0
+    (sandbox.root / ".secrets").mkdir()
+    (sandbox.root / ".secrets" / "vagrant.env").write_text("GRAFANA_ADMIN_PASSWORD=from-the-file\n")
+    result = sandbox.run("dashboards", FAKE_NO_GRAFANA_SECRET="1")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "  password:  from-the-file   (from .secrets/vagrant.env: the cluster's Secret could not be read)"
+        in result.stdout.splitlines()
+    )
+    (sandbox.root / ".secrets" / "vagrant.env").unlink()
+    result = sandbox.run("dashboards", FAKE_NO_GRAFANA_SECRET="1")
+    assert "  password:  unknown: neither Secret observability/grafana-admin nor .secrets/vagrant.env holds it" in (
+        result.stdout.splitlines()
+    )
+
+
+def test_dashboards_without_the_stack_or_a_kubeconfig_says_what_to_do(sandbox: Sandbox) -> None:
+    result = sandbox.run("dashboards")
+    assert result.returncode == 1
+    assert "no .cluster/kubeconfig: run ./orchestrator.sh kubeconfig (or create) first" in result.stderr
+    assert sandbox.run("kubeconfig").returncode == 0
+    result = sandbox.run("dashboards", FAKE_NO_OBSERVABILITY="1")
+    assert result.returncode == 1
+    assert "no ServiceAccount observability/headlamp-viewer yet" in result.stderr
+    assert result.stdout == ""
+
+
+def test_help_names_the_dashboards_command(sandbox: Sandbox) -> None:
+    assert "  dashboards   every dashboard's address (Argo CD, Grafana, Headlamp) and how to sign in" in (
+        sandbox.run("help").stdout.splitlines()
+    )

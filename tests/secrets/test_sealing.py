@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from devtools.gitops import sealed_secrets, sealing
-from devtools.gitops.sealed_secrets import CATALOG, NAMESPACE, ClusterPaths
+from devtools.gitops.sealed_secrets import CATALOG, ClusterPaths, namespace_of
 from devtools.gitops.sealing import SealingError
 from devtools.testing.tools import needs_tool
 
@@ -42,7 +42,7 @@ def certificate(pair: sealing.KeyPair) -> x509.Certificate:
 
 
 def sealed_files(paths: ClusterPaths) -> dict[str, dict]:
-    return {p.name: yaml.safe_load(p.read_text()) for p in sorted(paths.sealed_dir.glob("*-sealedsecret.yaml"))}
+    return {p.name: yaml.safe_load(p.read_text()) for p in sorted(paths.sealed_dir.rglob("*-sealedsecret.yaml"))}
 
 
 def test_the_output_has_the_controllers_layout(key_pair: sealing.KeyPair) -> None:
@@ -81,12 +81,35 @@ def test_seal_secrets_writes_every_secret_and_they_decrypt_to_the_values(paths: 
     for name, keys in CATALOG.items():
         document = documents[f"{name}-sealedsecret.yaml"]
         assert document["metadata"]["name"] == document["spec"]["template"]["metadata"]["name"] == name
-        assert document["metadata"]["namespace"] == document["spec"]["template"]["metadata"]["namespace"] == NAMESPACE
+        namespace = namespace_of(name)
+        assert document["metadata"]["namespace"] == document["spec"]["template"]["metadata"]["namespace"] == namespace
         for key, entry in keys.items():
-            opened = sealing.unseal(private_key(key_pair), NAMESPACE, name, document["spec"]["encryptedData"][key])
+            opened = sealing.unseal(private_key(key_pair), namespace, name, document["spec"]["encryptedData"][key])
             assert opened.decode() == values[entry.variable]
     kustomization = yaml.safe_load((paths.sealed_dir / "kustomization.yaml").read_text())
-    assert kustomization["resources"] == sorted(documents)
+    assert kustomization["resources"] == sorted(
+        f"{name}-sealedsecret.yaml" for name in CATALOG if name != "grafana-admin"
+    )
+
+
+def test_a_secret_of_another_namespace_is_sealed_for_it_in_a_kustomization_of_its_own(
+    paths: ClusterPaths, key_pair
+) -> None:
+    sealed_secrets.seal_all(paths)
+    directory = paths.sealed_dir / "observability"
+    assert yaml.safe_load((directory / "kustomization.yaml").read_text())["resources"] == [
+        "grafana-admin-sealedsecret.yaml"
+    ]
+    document = yaml.safe_load((directory / "grafana-admin-sealedsecret.yaml").read_text())
+    assert document["metadata"]["namespace"] == "observability"
+    values = sealed_secrets.parse_values(paths.values.read_text(), "values")
+    encrypted = document["spec"]["encryptedData"]["admin-password"]
+    opened = sealing.unseal(private_key(key_pair), "observability", "grafana-admin", encrypted)
+    assert opened.decode() == values["GRAFANA_ADMIN_PASSWORD"]
+    with pytest.raises(
+        ValueError, match="Decryption failed"
+    ):  # strict scope: the same value would not open as a Secret of moviestream
+        sealing.unseal(private_key(key_pair), "moviestream", "grafana-admin", encrypted)
 
 
 def test_resealing_with_the_key_at_hand_changes_only_what_changed(paths: ClusterPaths, key_pair) -> None:
@@ -200,7 +223,7 @@ def test_commit_sealed_commits_the_sealed_secrets_alone_and_only_when_they_chang
     )
     assert listed.stdout.split() == [
         "Seal",
-        *sorted(f"sealed-secrets/test/{p.name}" for p in paths.sealed_dir.iterdir()),
+        *sorted(str(p.relative_to(root)) for p in paths.sealed_dir.rglob("*") if p.is_file()),
     ]
     assert sealed_secrets.commit_sealed(paths, "Seal again") is False
     status = subprocess.run(
