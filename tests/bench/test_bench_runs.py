@@ -26,14 +26,16 @@ def test_a_small_run_reports_every_measurement_with_its_anchor(tmp_path: Path) -
     rows = {row["name"]: row for row in record["rows"]}
     assert rows["POST /api/billing, c=4"]["anchor_name"] == "plain pika, confirms"
     assert rows["POST /api/billing, c=4"]["ratio"] > 0
+    assert rows["CPU per order, gateway worker"]["anchor_name"] == "pika client"
+    assert rows["CPU per order, gateway worker"]["figure"] > 0 < rows["CPU per order, gateway worker"]["anchor"]
     assert rows["drain 500 orders into PostgreSQL"]["anchor"] > 0
     assert rows["p50 via gateway, c=1"]["anchor_name"] == "direct"
     assert "search p50 via gateway, 2,000 movies" in rows
     assert {
         f"{service} resident memory, largest process" for service in ("inventory-app", "billing-app", "api-gateway")
     } <= set(rows)
-    assert len(record["goals"]) == 7
+    assert len(record["goals"]) == 8
     verdicts = [line.split()[0] for line in result.stdout.splitlines() if line.startswith(("PASS", "FAIL", "SKIP"))]
-    assert len(verdicts) == 7
+    assert len(verdicts) == 8
     assert (result.returncode == 1) == ("FAIL" in verdicts)
     assert record["machine"]["cores"] >= 1

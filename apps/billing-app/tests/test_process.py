@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -82,6 +85,40 @@ def test_reconnects_to_the_broker_with_backoff_and_readiness_follows(
     assert probe(unused_port, "/readyz") == 200
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
+
+
+def test_with_postgresql_gone_the_backoff_grows_until_a_batch_is_stored(broker, stored, start_billing) -> None:
+    proxy = TcpProxy(int(os.environ["PGPORT"])).start()
+    process = start_billing(PGPORT=str(proxy.port))
+    broker.publish_order()
+    wait_for(lambda: len(stored()) == 1, timeout=20, what="the first order")
+    proxy.cut()
+    for _ in range(50):
+        broker.publish_order()
+    time.sleep(6)  # delays of 0.5, 1, 2, 4 s: at most 5 attempts; a backoff reset at each connect made a dozen
+    proxy.start()
+    wait_for(lambda: len(stored()) == 51, timeout=30, what="the orders after PostgreSQL came back")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    logs = [json.loads(line) for line in process.stdout.read().splitlines()]
+    retries = [line["retry_in_s"] for line in logs if "retry_in_s" in line]
+    assert 3 <= len(retries) <= 6, retries
+    # Each delay at least 1.5 x the one before (doubling, less at most 25 % jitter).
+    assert all(later >= 1.4 * earlier for earlier, later in itertools.pairwise(retries)), retries
+
+
+def test_the_health_port_answers_a_silent_client_408_and_closes_within_10_s(start_billing, unused_port) -> None:
+    start_billing()
+    wait_for(lambda: probe(unused_port, "/healthz") == 200, timeout=20, what="the health server")
+    with socket.create_connection(("127.0.0.1", unused_port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        sock.settimeout(15)
+        started = time.monotonic()
+        received = b""
+        while chunk := sock.recv(4096):
+            received += chunk
+    assert time.monotonic() - started <= 12
+    assert received.startswith(b"HTTP/1.1 408 ")
 
 
 def test_bad_configuration_exits_2_with_a_clear_log_line(start_billing) -> None:

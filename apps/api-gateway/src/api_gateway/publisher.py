@@ -5,7 +5,11 @@ mode, made with aiormq (the asyncio AMQP client under aio-pika: without
 aio-pika's message and exchange objects a publish costs about a tenth less
 CPU, measured with callgrind). Requests publish on it concurrently:
 RabbitMQ confirms many messages at once, so no request waits for another's
-round trip. A broker that cannot be reached is not tried again until a
+round trip. Each publish waits for its confirm, not for its frames to be
+written out (aiormq's wait=False): with wait=True aiormq holds the channel's
+lock until the socket has drained, so publishes on the channel went out one
+write at a time instead of pipelined (intake about a quarter slower, and
+more CPU per order, measured with callgrind). A broker that cannot be reached is not tried again until a
 backoff delay has passed, so while RabbitMQ is down requests answer 503 at
 once.
 """
@@ -72,6 +76,7 @@ class OrderPublisher:
                     properties=properties,
                     mandatory=True,
                     timeout=CONFIRM_TIMEOUT_SECONDS,
+                    wait=False,  # see the module's docstring
                 )
                 return message_id
             except aiormq.exceptions.DeliveryError as exc:  # nack, or returned as unroutable

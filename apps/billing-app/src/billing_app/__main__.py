@@ -13,13 +13,12 @@ from sqlalchemy import exc as sa_exc
 
 from billing_app import db
 from billing_app.consumer import DEFAULT_BATCH_SIZE, BatchConsumer
-from billing_app.health import create_health_app
+from billing_app.health import create_health_app, serve_health
 from moviestream_common import postgres
 from moviestream_common.config import ConfigError, env_int, env_str
 from moviestream_common.logs import configure_logging
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
 from moviestream_common.retry import Backoff
-from moviestream_common.web import serve_in_background
 
 DEFAULT_DATABASE = "billing_db"
 # What a lost broker or database looks like; anything else is a bug and should crash loudly.
@@ -63,9 +62,11 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, on_sigterm)
-    server = serve_in_background(create_health_app(readiness), port, host)
+    server = serve_health(create_health_app(readiness), port, host)
     log.info("health probes listening", extra={"port": port, "database": postgres.describe(engine.url)})
 
+    # Reset only once a batch is stored: a broker that accepts the connection
+    # while PostgreSQL is down must not turn the backoff into a tight loop.
     backoff = Backoff()
     schema_ready = False
     while not stopping.is_set():
@@ -73,7 +74,9 @@ def main() -> int:
             if not schema_ready:
                 db.create_schema(engine)
                 schema_ready = True
-            consumer.consume(on_connected=backoff.reset)
+            # Before taking a prefetch of messages from the broker, which a lost database would only hand back.
+            postgres.ping(engine)
+            consumer.consume(on_stored=backoff.reset)
         except TRANSIENT_ERRORS as exc:
             delay = backoff.next_delay()
             log.warning(

@@ -67,8 +67,12 @@ class BatchConsumer:
         self.stopping = stopping
         self.connected = threading.Event()
 
-    def consume(self, on_connected: Callable[[], None] | None = None) -> None:
-        """Consume until `stopping` is set; errors from the broker or the database propagate."""
+    def consume(self, on_stored: Callable[[], None] | None = None) -> None:
+        """Consume until `stopping` is set; errors from the broker or the database propagate.
+
+        `on_stored` is called after each batch is committed and acknowledged:
+        only that, not a connection, shows that both servers work again.
+        """
         connection = pika.BlockingConnection(self.rabbit.parameters())
         try:
             channel = connection.channel()
@@ -76,16 +80,14 @@ class BatchConsumer:
             channel.confirm_delivery()  # dead-letter publishes must be confirmed before the ack
             channel.basic_qos(prefetch_count=self.batch_size * 2)
             self.connected.set()
-            if on_connected:
-                on_connected()
             log.info("consuming", extra={"queue": self.queue.name, "broker": self.rabbit.describe()})
-            self._loop(channel)
+            self._loop(channel, on_stored or (lambda: None))
         finally:
             self.connected.clear()
             if connection.is_open:
                 connection.close()
 
-    def _loop(self, channel: BlockingChannel) -> None:
+    def _loop(self, channel: BlockingChannel, on_stored: Callable[[], None]) -> None:
         batch = Batch()
         for method, properties, body in channel.consume(self.queue.name, inactivity_timeout=IDLE_POLL_S):
             if method is not None:
@@ -94,6 +96,7 @@ class BatchConsumer:
             due = method is None or time.monotonic() >= batch.deadline
             if batch.deliveries and (full or due or self.stopping.is_set()):
                 self._flush(channel, batch.deliveries)
+                on_stored()
                 batch = Batch()
             if self.stopping.is_set():
                 break
