@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api_gateway.conventions import add_route
 from api_gateway.publisher import BrokerUnavailable, OrderPublisher
 from moviestream_common.conventions import ApiError
 from moviestream_common.orders import MAX_BODY_BYTES, InvalidOrder, parse_order_body
@@ -27,4 +28,4 @@ async def post_order(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/billing", post_order)
+    add_route(app, "POST", "/api/billing", post_order)
