@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-
 from aiohttp import web
 
 from api_gateway.proxy import InventoryClient
@@ -180,8 +179,10 @@ def test_repeated_headers_are_all_kept(scripted) -> None:
 
 def test_chunked_trailers_do_not_overwrite_the_headers(scripted) -> None:
     server = scripted(
-        lambda _: b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"2\r\n{}\r\n0\r\nContent-Type: text/html\r\nLocation: http://elsewhere/\r\n\r\n"
+        lambda _: (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\n{}\r\n0\r\nContent-Type: text/html\r\nLocation: http://elsewhere/\r\n\r\n"
+        )
     )
     [answer] = _run(server.url, ("GET", "/x"))
     assert answer.body == b"{}"
@@ -280,7 +281,9 @@ def test_a_location_never_names_the_inventory_or_another_host(scripted, location
 
 
 def test_a_location_loses_the_inventory_url_s_own_path(scripted) -> None:
-    server = scripted(lambda _: b"HTTP/1.1 201 Created\r\nLocation: /inventory/api/movies/1\r\nContent-Length: 0\r\n\r\n")
+    server = scripted(
+        lambda _: b"HTTP/1.1 201 Created\r\nLocation: /inventory/api/movies/1\r\nContent-Length: 0\r\n\r\n"
+    )
     [answer] = _run(server.url + "/inventory/", ("POST", "/api/movies"))
     assert server.seen[0].head.split(b" ")[1] == b"/inventory/api/movies"
     assert answer.headers["Location"] == "/api/movies/1"
@@ -288,8 +291,10 @@ def test_a_location_loses_the_inventory_url_s_own_path(scripted) -> None:
 
 def test_an_error_that_is_not_json_is_answered_as_json_with_its_allow(scripted) -> None:
     server = scripted(
-        lambda _: b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/html\r\nAllow: GET, PUT\r\n"
-        b"Content-Length: 20\r\n\r\n<html>nope</html>\r\n\r\n"
+        lambda _: (
+            b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/html\r\nAllow: GET, PUT\r\n"
+            b"Content-Length: 20\r\n\r\n<html>nope</html>\r\n\r\n"
+        )
     )
     [answer] = _run(server.url, ("PATCH", "/api/movies/1"))
     assert answer.status == 405
