@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
@@ -16,74 +13,6 @@ from api_gateway.proxy import InventoryClient
 from moviestream_common.conventions import ApiError
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
-
-
-@dataclass
-class Seen:
-    connection: int
-    head: bytes
-    body: bytes
-
-
-@dataclass
-class Scripted:
-    """Each request is answered with what `reply(seen)` returns: bytes to send, or None to close unanswered."""
-
-    reply: Callable[[Seen], bytes | None]
-    seen: list[Seen] = field(default_factory=list)
-    url: str = ""
-
-
-def _read_request(conn: socket.socket, buffer: bytearray) -> tuple[bytes, bytes] | None:
-    while b"\r\n\r\n" not in buffer:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        buffer += chunk
-    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
-    length = next(
-        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
-    )
-    while len(rest) < length:
-        rest += conn.recv(65536)
-    buffer[:] = rest[length:]
-    return head, rest[:length]
-
-
-@pytest.fixture
-def scripted() -> Iterator[Callable[[Callable[[Seen], bytes | None]], Scripted]]:
-    listener = socket.create_server(("127.0.0.1", 0))
-    server = Scripted(lambda _: OK, url=f"http://127.0.0.1:{listener.getsockname()[1]}")
-
-    def serve(conn: socket.socket, index: int) -> None:
-        buffer = bytearray()
-        with conn:
-            while (request := _read_request(conn, buffer)) is not None:
-                seen = Seen(index, *request)
-                server.seen.append(seen)
-                answer = server.reply(seen)
-                if answer is None:
-                    return
-                conn.sendall(answer)
-
-    def accept() -> None:
-        index = 0
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn, index), daemon=True).start()
-            index += 1
-
-    threading.Thread(target=accept, daemon=True).start()
-
-    def script(reply: Callable[[Seen], bytes | None]) -> Scripted:
-        server.reply = reply
-        return server
-
-    yield script
-    listener.close()
 
 
 def _run(url: str, *calls: tuple[str, str], timeout: float = 5.0, **settings: float) -> list[web.Response | ApiError]:
@@ -121,7 +50,7 @@ def test_a_closed_kept_alive_connection_resends_only_idempotent_requests(scripte
     # as a server does that drops an idle connection just as the next request leaves.
     counts: dict[int, int] = {}
 
-    def reply(seen: Seen) -> bytes | None:
+    def reply(seen) -> bytes | None:
         counts[seen.connection] = counts.get(seen.connection, 0) + 1
         return OK if counts[seen.connection] == 1 else None
 

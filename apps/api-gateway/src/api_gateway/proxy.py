@@ -97,8 +97,11 @@ class InventoryClient:
             log.warning("inventory unreachable", extra={"error": repr(exc)})
             raise ApiError(502, "the inventory API is unreachable") from None
         headers = self._answer_headers(upstream.headers)
-        if upstream.status >= 400 and upstream.content_type != "application/json":
-            # A layer in front of the inventory's application (gunicorn's 414, say) answered in HTML or text.
+        if upstream.status >= 300 and upstream.content_type != "application/json":
+            # Not the inventory's API but a layer around it (gunicorn's HTML 414, werkzeug's redirect page
+            # naming the inventory's address): the status and headers are passed on, the page is not.
+            if upstream.status < 400:
+                return web.Response(status=upstream.status, headers=headers)
             answer = error_response(upstream.status, _phrase(upstream.status))
             answer.headers.extend((name, value) for name, value in headers.items() if name == "Allow")
             return answer
