@@ -235,3 +235,9 @@ def test_an_error_that_is_not_json_is_answered_as_json_with_its_allow(scripted) 
 def test_only_http_urls() -> None:
     with pytest.raises(ValueError, match="http://"):
         InventoryClient("https://inventory", connect_timeout=1, read_timeout=1)
+
+
+def test_a_cookie_the_inventory_sets_is_not_sent_on(scripted) -> None:
+    server = scripted(lambda _: OK.replace(b"\r\n\r\n", b"\r\nSet-Cookie: session=alice; Path=/\r\n\r\n"))
+    _run(server.url, ("GET", "/a"), ("GET", "/b"))
+    assert b"cookie" not in server.seen[1].head.lower()

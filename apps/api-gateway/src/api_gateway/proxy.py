@@ -72,7 +72,8 @@ class InventoryClient:
                 connector=aiohttp.TCPConnector(**self._connector_args),
                 timeout=self._timeout,
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
-                raise_for_status=False,
+                # The inventory sets no cookie; one it did set must not go on with other clients' requests.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -108,8 +109,11 @@ class InventoryClient:
         return web.Response(body=content, status=upstream.status, headers=headers)
 
     async def _read(self, upstream: aiohttp.ClientResponse) -> bytes:
-        if (upstream.content_length or 0) > self.max_answer_bytes:
-            raise AnswerTooLarge
+        declared = upstream.content_length
+        if declared is not None:
+            if declared > self.max_answer_bytes:
+                raise AnswerTooLarge
+            return await upstream.read()  # aiohttp reads no more than the declared length
         chunks, size = [], 0
         async for chunk in upstream.content.iter_any():
             size += len(chunk)
