@@ -39,21 +39,25 @@ def _closed(sock: socket.socket) -> bool:
 
 
 @pytest.mark.parametrize(
-    "request_bytes",
+    ("request_bytes", "error"),
     [
-        b"GET /api/movies?title=" + b"x" * 100_000 + b" HTTP/1.1\r\nHost: gateway\r\n\r\n",
-        b"GET /api/movies HTTP/1.1\r\nHost: gateway\r\nX-Big: " + b"x" * 100_000 + b"\r\n\r\n",
-        b"NOT HTTP AT ALL\r\n\r\n",
+        (b"GET /api/movies?title=" + b"x" * 100_000 + b" HTTP/1.1\r\nHost: gateway\r\n\r\n", "at most 8190 bytes"),
+        (b"GET /api/movies HTTP/1.1\r\nHost: gateway\r\nX-Big: " + b"x" * 100_000 + b"\r\n\r\n", "at most 8190 bytes"),
+        (b"GET /api/movies/\xff HTTP/1.1\r\nHost: gateway\r\n\r\n", "Invalid char in url path"),
+        (b"NOT HTTP AT ALL\r\n\r\n", "Invalid method encountered"),
     ],
-    ids=["100-kb-query", "100-kb-header", "malformed"],
+    ids=["100-kb-query", "100-kb-header", "raw-byte", "malformed"],
 )
-def test_a_request_the_parser_refuses_is_answered_as_json(gateway: BackgroundServer, request_bytes) -> None:
+def test_a_request_the_parser_refuses_is_answered_as_json(gateway: BackgroundServer, request_bytes, error) -> None:
     with _connect(gateway) as sock:
         sock.sendall(request_bytes)
         status, headers, body = _answer(sock)
     assert status == 400
     assert headers["content-type"] == "application/json; charset=utf-8"
-    assert json.loads(body)["error"]
+    message = json.loads(body)["error"]
+    assert error in message
+    assert "\n" not in message
+    assert len(body) < 200
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
@@ -51,7 +52,14 @@ class _RequestHandler(RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs, and raises if an answer has already begun
-        text = message if message and status < 500 else HTTPStatus(status).phrase
+        if isinstance(exc, LineTooLong):  # its message quotes the line back
+            text = (
+                f"the request line and each header must be at most {max(self.max_line_size, self.max_field_size)} bytes"
+            )
+        elif message and status < 500:  # the first line says what is wrong, the lines after quote the request
+            text = message.partition("\n")[0].rstrip(":")
+        else:
+            text = HTTPStatus(status).phrase
         response = error_response(status, text)
         response.force_close()
         return response
