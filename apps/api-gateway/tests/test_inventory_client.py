@@ -32,6 +32,12 @@ def _run(url: str, *calls: tuple[str, str], timeout: float = 5.0, **settings: fl
     return asyncio.run(main())
 
 
+def _answer_to(scripted, reply: bytes, method: str = "GET") -> web.Response | ApiError:
+    """What the client makes of one request answered with `reply`."""
+    [answer] = _run(scripted(lambda _: reply).url, (method, "/api/movies/1"))
+    return answer
+
+
 def test_requests_reuse_one_connection_and_arrive_whole(scripted) -> None:
     server = scripted(lambda _: OK)
     answers = _run(server.url, ("GET", "/a?x=%25"), ("PUT", "/b"), ("DELETE", "/c"))
@@ -95,25 +101,21 @@ def test_a_broken_answer_is_an_error_and_its_connection_is_not_reused(scripted, 
 
 
 def test_a_100_continue_is_not_taken_for_the_answer(scripted) -> None:
-    server = scripted(lambda _: b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
-    [answer] = _run(server.url, ("POST", "/x"))
+    answer = _answer_to(scripted, b"HTTP/1.1 100 Continue\r\n\r\n" + OK, "POST")
     assert (answer.status, answer.body) == (200, b"{}")
 
 
 def test_repeated_headers_are_all_kept(scripted) -> None:
-    server = scripted(lambda _: OK.replace(b"\r\n\r\n", b"\r\nAllow: GET\r\nAllow: PUT, DELETE\r\n\r\n"))
-    [answer] = _run(server.url, ("PATCH", "/movies/1"))
+    answer = _answer_to(scripted, OK.replace(b"\r\n\r\n", b"\r\nAllow: GET\r\nAllow: PUT, DELETE\r\n\r\n"), "PATCH")
     assert answer.headers.getall("Allow") == ["GET", "PUT, DELETE"]
 
 
 def test_chunked_trailers_do_not_overwrite_the_headers(scripted) -> None:
-    server = scripted(
-        lambda _: (
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"2\r\n{}\r\n0\r\nContent-Type: text/html\r\nLocation: http://elsewhere/\r\n\r\n"
-        )
+    answer = _answer_to(
+        scripted,
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\nContent-Type: text/html\r\nLocation: http://elsewhere/\r\n\r\n",
     )
-    [answer] = _run(server.url, ("GET", "/x"))
     assert answer.body == b"{}"
     assert answer.headers["Content-Type"] == "application/json"
     assert "Location" not in answer.headers
@@ -219,13 +221,12 @@ def test_a_location_loses_the_inventory_url_s_own_path(scripted) -> None:
 
 
 def test_an_error_that_is_not_json_is_answered_as_json_with_its_allow(scripted) -> None:
-    server = scripted(
-        lambda _: (
-            b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/html\r\nAllow: GET, PUT\r\n"
-            b"Content-Length: 20\r\n\r\n<html>nope</html>\r\n\r\n"
-        )
+    answer = _answer_to(
+        scripted,
+        b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/html\r\nAllow: GET, PUT\r\n"
+        b"Content-Length: 20\r\n\r\n<html>nope</html>\r\n\r\n",
+        "PATCH",
     )
-    [answer] = _run(server.url, ("PATCH", "/api/movies/1"))
     assert answer.status == 405
     assert answer.content_type == "application/json"
     assert answer.body == b'{"error": "Method Not Allowed"}'
