@@ -199,6 +199,8 @@ def test_concurrent_requests_get_connections_of_their_own(scripted) -> None:
         ("/api/movies/1", "/api/movies/1"),
         ("http://{netloc}/api/movies/1?x=%2F#top", "/api/movies/1?x=%2F#top"),
         ("http://elsewhere.internal/api/movies/1", None),
+        ("http://[::1/api/movies/1", None),
+        ("//elsewhere.internal/api/movies/1", None),
     ],
 )
 def test_a_location_never_names_the_inventory_or_another_host(scripted, location, relative) -> None:

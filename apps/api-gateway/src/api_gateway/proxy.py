@@ -102,6 +102,7 @@ class InventoryClient:
             # Not the inventory's API but a layer around it (gunicorn's HTML 414, werkzeug's redirect page
             # naming the inventory's address): the status and headers are passed on, the page is not.
             if upstream.status < 400:
+                headers.popall("Content-Type", None)
                 return web.Response(status=upstream.status, headers=headers)
             answer = error_response(upstream.status, _phrase(upstream.status))
             answer.headers.extend((name, value) for name, value in headers.items() if name == "Allow")
@@ -133,11 +134,15 @@ class InventoryClient:
 
     def _local_location(self, location: str) -> str | None:
         """A Location naming the inventory, as a path under the gateway; None for one naming any other host."""
-        url = URL(location, encoded=True)
+        try:
+            url = URL(location, encoded=True)
+            elsewhere = url.absolute and url.origin() != self._origin
+        except ValueError:  # unparsable, or naming a host without a scheme
+            elsewhere = True
+        if elsewhere:
+            log.warning("dropped a Location naming another host", extra={"location": location})
+            return None
         if url.absolute:
-            if url.origin() != self._origin:
-                log.warning("dropped a Location naming another host", extra={"location": location})
-                return None
             location = url.raw_path_qs + (f"#{url.raw_fragment}" if url.raw_fragment else "")
         if self._prefix and location.startswith(self._prefix + "/"):
             location = location[len(self._prefix) :]
