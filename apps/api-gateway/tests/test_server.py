@@ -78,6 +78,14 @@ def test_a_body_shorter_than_its_content_length_is_answered_408(slow_gateway, pa
         assert json.loads(body) == {"error": "the request body did not arrive within 0.5 s"}
 
 
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(gateway: BackgroundServer) -> None:
+    with _connect(gateway) as sock:
+        sock.sendall(b"POST /api/movies HTTP/1.1\r\nHost: gateway\r\nContent-Length: 1000000\r\n\r\n")
+        status, _, body = _answer(sock)
+    assert status == 413
+    assert "131072" in json.loads(body)["error"]
+
+
 def test_a_head_sent_a_byte_at_a_time_is_answered_408_and_closed(slow_gateway) -> None:
     gateway = slow_gateway("0.5")
     with _connect(gateway) as sock:

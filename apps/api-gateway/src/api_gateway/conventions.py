@@ -60,6 +60,9 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
 
 async def _read_body(request: web.Request) -> None:
     """Read the body now, within the deadline; handlers then get it from aiohttp's cache."""
+    declared, limit = request.content_length or 0, request.client_max_size
+    if declared > limit:  # refused before a byte of it is waited for
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
     seconds = request.app[READ_TIMEOUT]
     try:
         async with asyncio.timeout(seconds):
