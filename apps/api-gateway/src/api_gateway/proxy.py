@@ -19,8 +19,9 @@ FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept")
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Location", "Allow")
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 # The largest page the inventory sends (1,000 movies of the longest title and
-# description) is about 5.3 MB; a pool full of such answers stays inside the
-# pod's 256 MiB.
+# description) is about 5.3 MB. An answer is held whole before it is passed on,
+# so this, times the connections in use at once, bounds what the inventory's
+# answers take of the pod's 256 MiB.
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 MAX_CONNECTIONS = 32
 # Shorter than the inventory's own keep-alive (gunicorn's 75 s), so the gateway
