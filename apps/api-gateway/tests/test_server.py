@@ -124,7 +124,7 @@ def test_a_kept_alive_connection_may_idle_longer_than_the_read_timeout(slow_gate
 
 
 def test_slow_clients_do_not_stop_the_gateway_answering(slow_gateway) -> None:
-    gateway = slow_gateway("2")
+    gateway = slow_gateway("3")
     slow = [_connect(gateway) for _ in range(16)]
     for index, sock in enumerate(slow):
         if index % 2:
@@ -133,7 +133,7 @@ def test_slow_clients_do_not_stop_the_gateway_answering(slow_gateway) -> None:
             sock.sendall(b"GET /api/movies HTTP/1.1\r\nHost: gateway\r\n")
     started = time.monotonic()
     assert gateway.get("/healthz").status == 200
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5  # well before the slow clients' deadline
     assert [_answer(sock)[0] for sock in slow] == [408] * len(slow)
     for sock in slow:
         sock.close()
