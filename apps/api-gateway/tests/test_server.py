@@ -76,6 +76,8 @@ def test_a_body_shorter_than_its_content_length_is_answered_408(slow_gateway, pa
         assert status == 408
         assert headers["connection"] == "close"
         assert json.loads(body) == {"error": "the request body did not arrive within 0.5 s"}
+        assert _closed(sock)
+        assert time.monotonic() - started < 3
 
 
 def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(gateway: BackgroundServer) -> None:

@@ -28,6 +28,10 @@ READ_TIMEOUT = web.AppKey("read_timeout", float)
 log = logging.getLogger(__name__)
 
 
+class BodyTooLate(Exception):
+    """The request's body did not arrive within the read timeout."""
+
+
 def error_response(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -37,14 +41,17 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     """A request ID on every request and response, a bounded time to send the body, every error as JSON."""
     request[STARTED] = time.perf_counter()
     request[REQUEST_ID] = request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    late = False
     try:
         if request.body_exists:
             await _read_body(request)
         response = await handler(request)
+    except BodyTooLate as exc:
+        late = True
+        response = error_response(408, str(exc))
+        response.force_close()
     except ApiError as exc:
         response = error_response(exc.status, exc.message)
-        if exc.status == 408:
-            response.force_close()
     except web.HTTPException as exc:  # the router's 404 and 405, the body limit's 413
         if exc.status < 400:
             raise
@@ -55,6 +62,10 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         log.exception("unhandled error", extra={"request_id": request_id})
         response = error_response(500, "internal error")
     response.headers[REQUEST_ID_HEADER] = request_id
+    if late:  # answered now and closed, rather than waiting on (aiohttp's lingering) for the rest of the body
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()
     return response
 
 
@@ -68,7 +79,7 @@ async def _read_body(request: web.Request) -> None:
         async with asyncio.timeout(seconds):
             await request.read()
     except TimeoutError:
-        raise ApiError(408, f"the request body did not arrive within {seconds:g} s") from None
+        raise BodyTooLate(f"the request body did not arrive within {seconds:g} s") from None
 
 
 def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
