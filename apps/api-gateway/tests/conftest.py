@@ -3,6 +3,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -132,3 +133,72 @@ def queue_reader(billing_queue: str) -> Iterator[Callable[[], list[tuple[pika.Ba
 
     yield read_all
     connection.close()
+
+
+@dataclass
+class Seen:
+    connection: int
+    head: bytes
+    body: bytes
+
+
+@dataclass
+class Scripted:
+    """Each request is answered with what `reply(seen)` returns: bytes to send, or None to close unanswered."""
+
+    reply: Callable[[Seen], bytes | None]
+    seen: list[Seen] = field(default_factory=list)
+    url: str = ""
+
+
+def _read_request(conn: socket.socket, buffer: bytearray) -> tuple[bytes, bytes] | None:
+    while b"\r\n\r\n" not in buffer:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        buffer += chunk
+    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
+    while len(rest) < length:
+        rest += conn.recv(65536)
+    buffer[:] = rest[length:]
+    return head, rest[:length]
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[Callable[[Seen], bytes | None]], Scripted]]:
+    """A raw HTTP/1.1 upstream: `scripted(reply)` answers each request with what `reply(seen)` returns."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = Scripted(lambda _: None, url=f"http://127.0.0.1:{listener.getsockname()[1]}")
+
+    def serve(conn: socket.socket, index: int) -> None:
+        buffer = bytearray()
+        with conn:
+            while (request := _read_request(conn, buffer)) is not None:
+                seen = Seen(index, *request)
+                server.seen.append(seen)
+                answer = server.reply(seen)
+                if answer is None:
+                    return
+                conn.sendall(answer)
+
+    def accept() -> None:
+        index = 0
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn, index), daemon=True).start()
+            index += 1
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    def script(reply: Callable[[Seen], bytes | None]) -> Scripted:
+        server.reply = reply
+        return server
+
+    yield script
+    listener.close()

@@ -86,3 +86,61 @@ def test_an_unusable_request_id_is_replaced_by_one_sent_on_and_returned(gateway_
     [seen] = recorder.requests
     assert len(response.headers["X-Request-ID"]) == 32
     assert seen["headers"]["X-Request-ID"] == response.headers["X-Request-ID"]
+
+
+def test_every_route_answers_the_same_with_a_trailing_slash(gateway: BackgroundServer, queue_reader) -> None:
+    created = gateway.post("/api/movies/", json={"title": "Dune"})
+    assert created.status == 201
+    movie = created.json()
+    assert gateway.get("/api/movies/").json() == gateway.get("/api/movies").json() == [movie]
+    assert gateway.get(f"/api/movies/{movie['id']}/").json() == movie
+    assert gateway.put(f"/api/movies/{movie['id']}/", json={"title": "Dune 2"}).json()["title"] == "Dune 2"
+    order = {"user_id": "3", "number_of_items": "5", "total_amount": "180"}
+    assert gateway.post("/api/billing/", json=order).json() == {"message": "Message posted"}
+    assert len(queue_reader()) == 1
+    for path in ("/healthz/", "/readyz/", "/openapi.json/", "/docs/"):
+        assert gateway.get(path).status == 200, path
+    assert gateway.delete("/api/movies/").json() == {"deleted": 1}
+
+
+def test_a_redirect_from_the_inventory_names_no_internal_host(gateway: BackgroundServer, inventory_url) -> None:
+    response = gateway.get("/api/movies//1", redirect=False)
+    if 300 <= response.status < 400:
+        assert response.headers["Location"] == "/api/movies/1"
+        assert response.data == b""  # werkzeug's redirect page quotes the address
+    internal = inventory_url.removeprefix("http://")
+    assert internal not in str(response.headers)
+    assert internal.encode() not in response.data
+
+
+def test_a_405_names_the_allowed_methods(gateway_for, scripted) -> None:
+    server = scripted(
+        lambda _: (
+            b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nAllow: GET, PUT, DELETE\r\n"
+            b'Content-Length: 19\r\n\r\n{"error": "no way"}'
+        )
+    )
+    gateway: BackgroundServer = gateway_for(server.url)
+    own = gateway.request("POST", "/healthz")
+    assert own.status == 405
+    assert own.headers["Allow"] == "GET"
+    assert own.json() == {"error": "405: Method Not Allowed"}
+    proxied = gateway.request("PATCH", "/api/movies/1")
+    assert proxied.status == 405
+    assert proxied.headers["Allow"] == "GET, PUT, DELETE"
+    assert proxied.json() == {"error": "no way"}
+
+
+def test_an_html_error_of_the_inventory_s_server_comes_out_as_json(gateway_for, scripted) -> None:
+    # What gunicorn answers a request line over its 4,094 bytes, before the inventory's application sees it.
+    html = b"<html><head><title>Request URI too large</title></head><body>...</body></html>"
+    server = scripted(
+        lambda _: (
+            b"HTTP/1.1 414 Request-URI Too Large\r\nConnection: close\r\nContent-Type: text/html\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(html), html)
+        )
+    )
+    response = gateway_for(server.url).get("/api/movies?title=" + "x" * 8000)
+    assert response.status == 414
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert response.json() == {"error": "Request-URI Too Long"}

@@ -10,11 +10,11 @@ import logging
 
 from aiohttp import web
 
-from api_gateway import billing, conventions, docs, proxy
+from api_gateway import billing, conventions, docs, proxy, server
 from api_gateway import metrics as gateway_metrics
 from api_gateway.publisher import BrokerUnavailable, OrderPublisher
 from moviestream_common import gunicorn_config
-from moviestream_common.config import env_float, env_str
+from moviestream_common.config import env_float, env_int, env_str
 from moviestream_common.logs import configure_logging
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
 
@@ -29,6 +29,7 @@ def create_app() -> web.Application:
         env_str("INVENTORY_URL", "http://127.0.0.1:8080"),
         connect_timeout=env_float("INVENTORY_CONNECT_TIMEOUT", 2.0),
         read_timeout=env_float("INVENTORY_TIMEOUT", 10.0),
+        max_connections=env_int("INVENTORY_MAX_CONNECTIONS", proxy.MAX_CONNECTIONS, minimum=1, maximum=1000),
     )
     publisher = OrderPublisher(RabbitSettings.from_env(), BillingQueue.from_env())
 
@@ -51,6 +52,7 @@ def create_app() -> web.Application:
 
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[conventions.middleware])
     app[proxy.CLIENT] = inventory
+    app[conventions.READ_TIMEOUT] = env_float("REQUEST_READ_TIMEOUT", 10.0, minimum=0.1)
     app[billing.PUBLISHER] = publisher
     app.cleanup_ctx.append(lifetime)
     conventions.add_probes(app, readiness)
@@ -64,11 +66,14 @@ def create_app() -> web.Application:
 async def serve() -> web.AppRunner:
     """What gunicorn's aiohttp worker runs: the application, with one JSON access line per request.
 
-    A runner of our own is how the access logger gets in; it takes gunicorn's keep-alive and, like
-    aiohttp's worker, 95 % of gunicorn's graceful timeout to finish the requests in flight.
+    A runner of our own is how the access logger and api_gateway.server get in; it takes gunicorn's
+    keep-alive and, like aiohttp's worker, 95 % of gunicorn's graceful timeout to finish the requests
+    in flight.
     """
-    return web.AppRunner(
-        create_app(),
+    app = create_app()
+    return server.Runner(
+        app,
+        read_timeout=app[conventions.READ_TIMEOUT],
         access_log_class=conventions.AccessLogger,
         keepalive_timeout=gunicorn_config.keepalive,
         shutdown_timeout=gunicorn_config.graceful_timeout * 0.95,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api_gateway.conventions import add_route
 from api_gateway.metrics import count_orders
 from api_gateway.publisher import BrokerUnavailable, OrderPublisher
 from moviestream_common.conventions import ApiError
@@ -29,4 +30,4 @@ async def post_order(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/billing", count_orders(post_order))
+    add_route(app, "POST", "/api/billing", count_orders(post_order))

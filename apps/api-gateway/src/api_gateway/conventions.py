@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,8 +22,14 @@ from moviestream_common.conventions import (
 
 REQUEST_ID = web.RequestKey("request_id", str)
 STARTED = web.RequestKey("started", float)
+# Seconds a client has to send a request's body once its head has come (api_gateway.server bounds the head).
+READ_TIMEOUT = web.AppKey("read_timeout", float)
 
 log = logging.getLogger(__name__)
+
+
+class BodyTooLate(Exception):
+    """The request's body did not arrive within the read timeout."""
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -31,22 +38,54 @@ def error_response(status: int, message: str) -> web.Response:
 
 @web.middleware
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A request ID on every request and response, and every error answered as JSON."""
+    """A request ID on every request and response, a bounded time to send the body, every error as JSON."""
     request[STARTED] = time.perf_counter()
     request[REQUEST_ID] = request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    late = False
     try:
+        if request.body_exists:
+            await _read_body(request)
         response = await handler(request)
+    except BodyTooLate as exc:
+        late = True
+        response = error_response(408, str(exc))
+        response.force_close()
     except ApiError as exc:
         response = error_response(exc.status, exc.message)
     except web.HTTPException as exc:  # the router's 404 and 405, the body limit's 413
         if exc.status < 400:
             raise
         response = error_response(exc.status, exc.text or exc.reason)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id})
         response = error_response(500, "internal error")
     response.headers[REQUEST_ID_HEADER] = request_id
+    if late:  # answered now and closed, rather than waiting on (aiohttp's lingering) for the rest of the body
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()
     return response
+
+
+async def _read_body(request: web.Request) -> None:
+    """Read the body now, within the deadline; handlers then get it from aiohttp's cache."""
+    declared, limit = request.content_length or 0, request.client_max_size
+    if declared > limit:  # refused before a byte of it is waited for
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
+    seconds = request.app[READ_TIMEOUT]
+    try:
+        async with asyncio.timeout(seconds):
+            await request.read()
+    except TimeoutError:
+        raise BodyTooLate(f"the request body did not arrive within {seconds:g} s") from None
+
+
+def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+    """`path` and `path/` alike: clients of the original API add the slash, and a POST would not follow a redirect."""
+    app.router.add_route(method, path, handler)
+    app.router.add_route(method, path + "/", handler)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -74,5 +113,5 @@ def add_probes(app: web.Application, readiness: Callable[[], Awaitable[dict[str,
         body, status = readiness_answer(await readiness())
         return web.json_response(body, status=status)
 
-    app.router.add_get("/healthz", healthz, allow_head=False)
-    app.router.add_get("/readyz", readyz, allow_head=False)
+    add_route(app, "GET", "/healthz", healthz)
+    add_route(app, "GET", "/readyz", readyz)

@@ -11,6 +11,8 @@ import yaml
 from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
 
+from api_gateway.conventions import add_route
+
 SWAGGER_PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -27,11 +29,14 @@ SWAGGER_PAGE = """<!doctype html>
 </html>
 """
 
+# validatorUrl: null, or Swagger UI sends the document to validator.swagger.io whenever /docs is
+# opened through an address other than loopback.
 INITIALIZER = """window.onload = function () {
   window.ui = SwaggerUIBundle({
     url: "/openapi.json",
     dom_id: "#swagger-ui",
     presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+    validatorUrl: null,
     layout: "StandaloneLayout"
   });
 };
@@ -57,9 +62,8 @@ async def swagger_initializer(_request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/openapi.json", openapi_json, allow_head=False)
-    app.router.add_get("/docs", swagger_page, allow_head=False)
-    app.router.add_get("/docs/", swagger_page, allow_head=False)
+    add_route(app, "GET", "/openapi.json", openapi_json)
+    add_route(app, "GET", "/docs", swagger_page)
     # Ahead of the static folder, which holds swagger-ui-bundle's own initializer (it shows the petstore).
     app.router.add_get("/docs/swagger-initializer.js", swagger_initializer, allow_head=False)
     app.router.add_static("/docs/", swagger_ui_path)
