@@ -34,6 +34,11 @@ def install_conventions(app: Flask, readiness: Callable[[], dict[str, str]]) -> 
     empty dict means ready.
     """
     app.json.sort_keys = False
+    # A path answers the same with or without a trailing slash: a redirect would name this server's own
+    # address (which a proxy in front must not leak) and a POST would not follow it. Doubled slashes are
+    # not merged for the same reason; they match no route and answer 404.
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
 
     @app.before_request
     def _start() -> None:
@@ -53,8 +58,10 @@ def install_conventions(app: Flask, readiness: Callable[[], dict[str, str]]) -> 
         return error_response(exc.status, exc.message)
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> tuple[Response, int]:
-        return error_response(exc.code or 500, exc.description or exc.name)
+    def _http_error(exc: HTTPException) -> tuple[Response, int, list[tuple[str, str]]]:
+        # The exception's own headers (Allow on a 405, for example) stay; only its HTML body is replaced.
+        headers = [(name, value) for name, value in exc.get_headers() if name.lower() != "content-type"]
+        return *error_response(exc.code or 500, exc.description or exc.name), headers
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
