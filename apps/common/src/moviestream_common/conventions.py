@@ -29,6 +29,14 @@ class ApiError(Exception):
         self.message = message
 
 
+class ClientTooSlow(Exception):
+    """The client did not send its request's head and body within the server's read deadline (answered 408)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request was not received within {seconds:g} s")
+        self.seconds = seconds
+
+
 # Visible ASCII only: an ID must read the same in the response, the log line and the request made on.
 USABLE_REQUEST_ID = re.compile(rf"[!-~]{{1,{MAX_REQUEST_ID_LENGTH}}}")
 

@@ -14,6 +14,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from moviestream_common.conventions import (
     REQUEST_ID_HEADER,
     ApiError,
+    ClientTooSlow,
     log_access,
     parse_json,
     readiness_answer,
@@ -62,6 +63,10 @@ def install_conventions(app: Flask, readiness: Callable[[], dict[str, str]]) -> 
         # The exception's own headers (Allow on a 405, for example) stay; only its HTML body is replaced.
         headers = [(name, value) for name, value in exc.get_headers() if name.lower() != "content-type"]
         return *error_response(exc.code or 500, exc.description or exc.name), headers
+
+    @app.errorhandler(ClientTooSlow)
+    def _too_slow(exc: ClientTooSlow) -> tuple[Response, int]:
+        return error_response(408, str(exc))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
