@@ -47,7 +47,7 @@ def create_engine(default_database: str, *, pool_size: int) -> Engine:
 
 
 def create_pool(default_database: str, *, size: int) -> ConnectionPool:
-    """A psycopg pool of `size` autocommit connections, for paths where SQLAlchemy's layers cost too much.
+    """A psycopg pool of up to `size` autocommit connections, for paths where SQLAlchemy's layers cost too much.
 
     Connections are not checked at every checkout (a round trip each):
     `read` retries once after a connection a restart has broken, and
@@ -61,7 +61,8 @@ def create_pool(default_database: str, *, size: int) -> ConnectionPool:
     )
     return ConnectionPool(
         conninfo,
-        min_size=size,
+        # It grows to `size` as requests wait for connections, and idle ones close after ten minutes.
+        min_size=1,
         max_size=size,
         kwargs={"autocommit": True, "connect_timeout": wait},
         timeout=wait,
