@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -43,7 +43,7 @@ USABLE_REQUEST_ID = re.compile(rf"[!-~]{{1,{MAX_REQUEST_ID_LENGTH}}}")
 
 def request_id_from(incoming: str | None) -> str:
     """The caller's request ID if it sent a usable one, otherwise a new one."""
-    return incoming if incoming and USABLE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    return incoming if incoming and USABLE_REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
 
 
 def readiness_answer(problems: dict[str, str]) -> tuple[dict[str, Any], int]:
