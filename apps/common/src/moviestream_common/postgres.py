@@ -88,18 +88,19 @@ def read(pool: ConnectionPool, query: LiteralString | sql.Composable, params: Se
 
 @contextmanager
 def writing(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
-    """A connection in a transaction, checked first: a write is never sent on a connection a restart broke,
-    and never repeated, since whether a failed one was committed cannot be known."""
+    """A connection checked first, so a write is never sent on a connection a restart broke (nor repeated:
+    whether a failed one was committed cannot be known). In autocommit: a write of one statement is atomic."""
     conn = pool.getconn()
     try:
-        try:
-            pool.check_connection(conn)
-        except psycopg.OperationalError:
-            pool.putconn(conn)
-            pool.check()
-            conn = pool.getconn()
-        with conn.transaction():
-            yield conn
+        pool.check_connection(conn)
+    except BaseException as exc:
+        pool.putconn(conn)
+        if not isinstance(exc, psycopg.OperationalError):
+            raise
+        pool.check()
+        conn = pool.getconn()
+    try:
+        yield conn
     finally:
         pool.putconn(conn)
 
