@@ -17,6 +17,7 @@ keepalive = 75
 timeout = 30
 graceful_timeout = 20
 accesslog = None
+logger_class = "moviestream_common.gunicorn_worker.NoAccessLogger"
 errorlog = "-"
 # gunicorn's control socket lives under HOME, which the pods cannot write
 # to; nothing here uses it.
