@@ -107,7 +107,7 @@ def test(c: Context) -> None:
 @task(
     iterable=["only"],
     help={
-        "only": "run only this measurement (repeatable): gateway, intake, drain, search, memory",
+        "only": "run only this measurement (repeatable): gateway, inventory, intake, drain, search, memory",
         "duration": "seconds per HTTP load run (default 10)",
         "connections": "concurrent connections (default 32)",
         "backlog": "orders in the drained backlog (default 20000)",
@@ -122,7 +122,7 @@ def bench(
     backlog: int = 20_000,
     max_movies: int = 1_000_000,
 ) -> None:
-    """Measure the services against their anchors (nginx, plain pika, a raw consumer); PASS/FAIL per goal."""
+    """Measure the services against their anchors (nginx, a minimal Flask app, plain pika...); PASS/FAIL per goal."""
     from devtools.bench import cli as bench_cli
     from devtools.stack import preflight
 

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import psycopg
 
-from devtools.bench import scenarios
+from devtools.bench import inventory_cost, scenarios
 from devtools.bench.scenarios import Results, Settings
 from devtools.stack.local_stack import ROOT, ScratchStack
 
 STEPS = {
     "gateway": scenarios.gateway_overhead,
+    "inventory": inventory_cost.inventory_cost,
     "intake": scenarios.order_intake,
     "drain": scenarios.backlog_drain,
     "search": scenarios.search_at_scale,

@@ -34,8 +34,10 @@ def test_a_small_run_reports_every_measurement_with_its_anchor(tmp_path: Path) -
     assert {
         f"{service} resident memory, largest process" for service in ("inventory-app", "billing-app", "api-gateway")
     } <= set(rows)
-    assert len(record["goals"]) == 8
+    assert rows["GET /api/movies/<id> inventory-app, c=8"]["anchor_name"] == "minimal Flask + psycopg pool"
+    assert rows["CPU per GET by id, inventory-app worker"]["anchor"] > 0
+    assert len(record["goals"]) == 10
     verdicts = [line.split()[0] for line in result.stdout.splitlines() if line.startswith(("PASS", "FAIL", "SKIP"))]
-    assert len(verdicts) == 8
+    assert len(verdicts) == 10
     assert (result.returncode == 1) == ("FAIL" in verdicts)
     assert record["machine"]["cores"] >= 1

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -8,8 +10,10 @@ from inventory_app import create_app
 
 
 @pytest.fixture
-def app(database: str) -> Flask:
-    return create_app()
+def app(database: str) -> Iterator[Flask]:
+    app = create_app()
+    yield app
+    app.extensions["inventory_pool"].close()
 
 
 @pytest.fixture

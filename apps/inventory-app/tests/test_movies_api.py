@@ -163,3 +163,50 @@ def test_unknown_route_and_wrong_method_answer_json(client: FlaskClient) -> None
     response = client.patch("/api/movies")
     assert response.status_code == 405
     assert "error" in response.get_json()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("post", "/api/movies/", 201),
+        ("get", "/api/movies/", 200),
+        ("delete", "/api/movies/", 200),
+        ("get", "/api/movies/{id}/", 200),
+        ("put", "/api/movies/{id}/", 200),
+        ("delete", "/api/movies/{id}/", 200),
+        ("get", "/healthz/", 200),
+        ("get", "/readyz/", 200),
+    ],
+)
+def test_a_trailing_slash_is_answered_like_the_path_without_it(
+    client: FlaskClient, movie: dict, method: str, path: str, status: int
+) -> None:
+    response = getattr(client, method)(path.format(id=movie["id"]), json={"title": "Slashed"})
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert "Location" not in response.headers or response.status_code == 201
+
+
+@pytest.mark.parametrize("path", ["/api/movies//{id}", "/api//movies/{id}", "/api/movies//"])
+def test_doubled_slashes_answer_404_json_and_never_redirect(client: FlaskClient, movie: dict, path: str) -> None:
+    response = client.get(path.format(id=movie["id"]))
+    assert response.status_code == 404
+    assert "Location" not in response.headers
+    assert "error" in response.get_json()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("patch", "/api/movies", {"GET", "HEAD", "OPTIONS", "POST", "DELETE"}),
+        ("post", "/api/movies/1", {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}),
+        ("post", "/healthz", {"GET", "HEAD", "OPTIONS"}),
+    ],
+)
+def test_wrong_method_answers_405_json_with_the_allow_header(
+    client: FlaskClient, method: str, path: str, allowed: set[str]
+) -> None:
+    response = getattr(client, method)(path)
+    assert response.status_code == 405
+    assert response.content_type == "application/json"
+    assert "error" in response.get_json()
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed

@@ -4,13 +4,13 @@ import json
 import logging
 import threading
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy.engine import URL
 
-from inventory_app import db
+from inventory_app import create_app, db
 from moviestream_common import postgres
 
 
@@ -39,7 +39,7 @@ def test_schema_creation_is_idempotent_when_replicas_start_together(database: st
 
 
 def test_title_search_can_use_the_trigram_index(app: Flask) -> None:
-    engine = app.extensions["inventory_engine"]
+    engine = postgres.create_engine("unused", pool_size=1)
     with engine.begin() as conn:
         conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
         query = sa.select(*db.COLUMNS).where(db.movies.c.title.ilike("%matrix%"))
@@ -49,7 +49,7 @@ def test_title_search_can_use_the_trigram_index(app: Flask) -> None:
 
 
 def test_new_titles_go_straight_into_the_trigram_index(app: Flask) -> None:
-    engine = app.extensions["inventory_engine"]
+    engine = postgres.create_engine("unused", pool_size=1)
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER INDEX movies_title_trgm SET (fastupdate = on)"))  # as an older release made it
     db.create_schema(engine)
@@ -65,9 +65,14 @@ def test_health_and_readiness_answer_ok_with_a_live_database(client: FlaskClient
     assert response.get_json() == {"status": "ok"}
 
 
-def test_database_down_makes_requests_503_and_readiness_fail(app: Flask, unused_port: int) -> None:
-    url: URL = app.extensions["inventory_engine"].url.set(port=unused_port)
-    app.extensions["inventory_engine"] = sa.create_engine(url, connect_args={"connect_timeout": 2})
+def test_database_down_makes_requests_503_and_readiness_fail(
+    database: str, unused_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "1")
+    monkeypatch.setenv("PGPORT", str(unused_port))
+    pool = postgres.create_pool("unused", size=1)
+    monkeypatch.undo()
+    app = create_app(pool)
     client = app.test_client()
     response = client.get("/api/movies")
     assert response.status_code == 503
@@ -77,6 +82,7 @@ def test_database_down_makes_requests_503_and_readiness_fail(app: Flask, unused_
     assert ready.status_code == 503
     assert "postgres" in ready.get_json()["problems"]
     assert client.get("/healthz").status_code == 200
+    pool.close()
 
 
 def test_request_id_is_kept_or_made_and_logged_as_json(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
@@ -102,3 +108,21 @@ def test_request_id_is_kept_or_made_and_logged_as_json(client: FlaskClient, capl
         "duration_ms": 0,
         "request_id": "abc-123",
     }
+
+
+def end_every_connection(database: str) -> int:
+    with psycopg.connect(dbname="postgres", autocommit=True) as admin:
+        query = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s"
+        return admin.execute(query, [database]).fetchone()[0]
+
+
+def test_connections_a_database_restart_broke_are_replaced_without_failing_a_request(
+    client: FlaskClient, movie: dict, database: str
+) -> None:
+    """As after a restart of PostgreSQL: every pooled connection is gone when the next request arrives."""
+    assert end_every_connection(database) >= 1
+    assert client.get(f"/api/movies/{movie['id']}").get_json() == movie
+    assert end_every_connection(database) >= 1
+    assert client.post("/api/movies", json={"title": "After restart"}).status_code == 201
+    assert end_every_connection(database) >= 1
+    assert [m["title"] for m in client.get("/api/movies").get_json()] == ["The Matrix", "After restart"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -29,13 +29,21 @@ class ApiError(Exception):
         self.message = message
 
 
+class ClientTooSlow(Exception):
+    """The client did not send its request's head and body within the server's read deadline (answered 408)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request was not received within {seconds:g} s")
+        self.seconds = seconds
+
+
 # Visible ASCII only: an ID must read the same in the response, the log line and the request made on.
 USABLE_REQUEST_ID = re.compile(rf"[!-~]{{1,{MAX_REQUEST_ID_LENGTH}}}")
 
 
 def request_id_from(incoming: str | None) -> str:
     """The caller's request ID if it sent a usable one, otherwise a new one."""
-    return incoming if incoming and USABLE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    return incoming if incoming and USABLE_REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
 
 
 def readiness_answer(problems: dict[str, str]) -> tuple[dict[str, Any], int]:

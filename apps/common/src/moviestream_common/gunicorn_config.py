@@ -1,8 +1,9 @@
 """gunicorn settings for the HTTP services: `gunicorn -c python:moviestream_common.gunicorn_config APP`.
 
 Worker count comes from WEB_CONCURRENCY (gunicorn reads it itself).
-inventory-app uses the threaded worker set here, with GUNICORN_THREADS
-threads; api-gateway replaces it on its command line with aiohttp's
+inventory-app uses the threaded worker set here (gunicorn's gthread with a
+deadline of REQUEST_READ_TIMEOUT seconds, default 10, for reading each
+request), with GUNICORN_THREADS threads; api-gateway replaces it on its command line with aiohttp's
 uvloop worker. Access lines are written by the applications as JSON, so
 gunicorn's own access log stays off.
 """
@@ -11,12 +12,13 @@ from moviestream_common import metrics
 from moviestream_common.config import env_int
 
 bind = f"0.0.0.0:{env_int('PORT', 8080, minimum=1, maximum=65535)}"
-worker_class = "gthread"
+worker_class = "moviestream_common.gunicorn_worker.DeadlineThreadWorker"
 threads = env_int("GUNICORN_THREADS", 8, minimum=1, maximum=256)
 keepalive = 75
 timeout = 30
 graceful_timeout = 20
 accesslog = None
+logger_class = "moviestream_common.gunicorn_worker.NoAccessLogger"
 errorlog = "-"
 # gunicorn's control socket lives under HOME, which the pods cannot write
 # to; nothing here uses it.

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, LiteralString
 
+import psycopg
 import sqlalchemy as sa
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import ConnectionPool
 from sqlalchemy.engine import URL, Engine
 
 from moviestream_common.config import env_int, env_str
@@ -37,6 +44,65 @@ def create_engine(default_database: str, *, pool_size: int) -> Engine:
         pool_recycle=1800,
         connect_args={"connect_timeout": env_int("PGCONNECT_TIMEOUT", 5, minimum=1)},
     )
+
+
+def create_pool(default_database: str, *, size: int) -> ConnectionPool:
+    """A psycopg pool of up to `size` autocommit connections, for paths where SQLAlchemy's layers cost too much.
+
+    Connections are not checked at every checkout (a round trip each):
+    `read` retries once after a connection a restart has broken, and
+    `writing` checks its connection first. A request waits at most
+    PGCONNECT_TIMEOUT seconds for a connection (PoolTimeout).
+    """
+    url = postgres_url(default_database)
+    wait = env_int("PGCONNECT_TIMEOUT", 5, minimum=1)
+    conninfo = make_conninfo(
+        host=url.host, port=url.port, dbname=url.database, user=url.username, password=url.password
+    )
+    return ConnectionPool(
+        conninfo,
+        # It grows to `size` as requests wait for connections, and idle ones close after ten minutes.
+        min_size=1,
+        max_size=size,
+        kwargs={"autocommit": True, "connect_timeout": wait},
+        timeout=wait,
+        name=url.database,
+        open=True,
+    )
+
+
+def read(pool: ConnectionPool, query: LiteralString | sql.Composable, params: Sequence[Any] = ()) -> list[tuple]:
+    """The rows of a read-only query. A connection a database restart has broken is found out by the query
+    itself; the pool then drops every broken connection and the query, harmless to repeat, runs once more."""
+    conn: psycopg.Connection | None = None
+    try:
+        with pool.connection() as conn:
+            return conn.execute(query, params).fetchall()
+    except psycopg.OperationalError:
+        if conn is None or not conn.broken:
+            raise
+        pool.check()
+    with pool.connection() as conn:
+        return conn.execute(query, params).fetchall()
+
+
+@contextmanager
+def writing(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    """A connection checked first, so a write is never sent on a connection a restart broke (nor repeated:
+    whether a failed one was committed cannot be known). In autocommit: a write of one statement is atomic."""
+    conn = pool.getconn()
+    try:
+        pool.check_connection(conn)
+    except BaseException as exc:
+        pool.putconn(conn)
+        if not isinstance(exc, psycopg.OperationalError):
+            raise
+        pool.check()
+        conn = pool.getconn()
+    try:
+        yield conn
+    finally:
+        pool.putconn(conn)
 
 
 def describe(url: URL) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from flask import Flask
+from psycopg_pool import ConnectionPool
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
 
 from inventory_app import db
 from inventory_app.api import bp as movies_bp
@@ -22,11 +23,9 @@ MAX_BODY_BYTES = 64 * 1024
 log = logging.getLogger(__name__)
 
 
-def create_app(engine: Engine | None = None) -> Flask:
+def create_app(pool: ConnectionPool | None = None) -> Flask:
     configure_logging("inventory-app")
-    if engine is None:
-        # One pooled connection per gunicorn thread, so no request waits for another's.
-        engine = postgres.create_engine(DEFAULT_DATABASE, pool_size=env_int("GUNICORN_THREADS", 8, minimum=1))
+    engine = postgres.create_engine(DEFAULT_DATABASE, pool_size=1)
     retry_until(
         lambda: db.create_schema(engine),
         what="creating the schema",
@@ -34,25 +33,29 @@ def create_app(engine: Engine | None = None) -> Flask:
         timeout=env_float("STARTUP_TIMEOUT", 60.0),
     )
     log.info("schema ready", extra={"database": postgres.describe(engine.url)})
+    engine.dispose()
+    if pool is None:
+        # One connection per gunicorn thread, so no request waits for another's.
+        pool = postgres.create_pool(DEFAULT_DATABASE, size=env_int("GUNICORN_THREADS", 8, minimum=1))
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.extensions["inventory_engine"] = engine
+    app.extensions["inventory_pool"] = pool
 
     def readiness() -> dict[str, str]:
         try:
-            postgres.ping(app.extensions["inventory_engine"])
-        except sa_exc.SQLAlchemyError as exc:
+            postgres.read(app.extensions["inventory_pool"], "SELECT 1")
+        except psycopg.Error as exc:
             return {"postgres": type(exc).__name__}
         return {}
 
     install_conventions(app, readiness)
     app.register_blueprint(movies_bp)
 
-    @app.errorhandler(sa_exc.OperationalError)
-    @app.errorhandler(sa_exc.InterfaceError)
-    def _database_unavailable(exc: sa_exc.DBAPIError):
-        log.warning("database unavailable", extra={"error": str(exc.orig)})
+    @app.errorhandler(psycopg.OperationalError)
+    @app.errorhandler(psycopg.InterfaceError)
+    def _database_unavailable(exc: psycopg.Error):
+        log.warning("database unavailable", extra={"error": str(exc)})
         return error_response(503, "database unavailable, try again")
 
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from sqlalchemy.engine import Connection, Engine
+from psycopg_pool import ConnectionPool
 
 from inventory_app import db
 from moviestream_common.web import ApiError, json_body
@@ -17,13 +17,8 @@ MAX_ID = 2**63 - 1
 bp = Blueprint("movies", __name__, url_prefix="/api/movies")
 
 
-def _engine() -> Engine:
-    return current_app.extensions["inventory_engine"]
-
-
-def _reading() -> Connection:
-    """A connection for one read: in autocommit, so no BEGIN and ROLLBACK round trips around the query."""
-    return _engine().connect().execution_options(isolation_level="AUTOCOMMIT")
+def _pool() -> ConnectionPool:
+    return current_app.extensions["inventory_pool"]
 
 
 def _movie_id(raw: str) -> int:
@@ -87,29 +82,25 @@ def list_movies() -> Response:
         _text(title, "title", db.TITLE_MAX)
     limit = _query_int("limit", minimum=1, maximum=MAX_PAGE)
     offset = _query_int("offset", minimum=0, maximum=MAX_OFFSET) or 0
-    with _reading() as conn:
-        return jsonify(db.list_movies(conn, title, limit, offset))
+    return jsonify(db.list_movies(_pool(), title, limit, offset))
 
 
 @bp.post("")
 def create_movie() -> tuple[Response, int, dict[str, str]]:
     fields = _movie_fields(partial=False)
-    with _engine().begin() as conn:
-        movie = db.create_movie(conn, fields)
+    movie = db.create_movie(_pool(), fields)
     return jsonify(movie), 201, {"Location": f"/api/movies/{movie['id']}"}
 
 
 @bp.delete("")
 def delete_all_movies() -> Response:
-    with _engine().begin() as conn:
-        return jsonify(deleted=db.delete_all_movies(conn))
+    return jsonify(deleted=db.delete_all_movies(_pool()))
 
 
 @bp.get("/<raw_id>")
 def get_movie(raw_id: str) -> Response:
     movie_id = _movie_id(raw_id)
-    with _reading() as conn:
-        movie = db.get_movie(conn, movie_id)
+    movie = db.get_movie(_pool(), movie_id)
     if movie is None:
         raise ApiError(404, f"movie {movie_id} not found")
     return jsonify(movie)
@@ -119,8 +110,7 @@ def get_movie(raw_id: str) -> Response:
 def update_movie(raw_id: str) -> Response:
     movie_id = _movie_id(raw_id)
     fields = _movie_fields(partial=True)
-    with _engine().begin() as conn:
-        movie = db.update_movie(conn, movie_id, fields)
+    movie = db.update_movie(_pool(), movie_id, fields)
     if movie is None:
         raise ApiError(404, f"movie {movie_id} not found")
     return jsonify(movie)
@@ -129,8 +119,7 @@ def update_movie(raw_id: str) -> Response:
 @bp.delete("/<raw_id>")
 def delete_movie(raw_id: str) -> Response:
     movie_id = _movie_id(raw_id)
-    with _engine().begin() as conn:
-        deleted = db.delete_movie(conn, movie_id)
+    deleted = db.delete_movie(_pool(), movie_id)
     if not deleted:
         raise ApiError(404, f"movie {movie_id} not found")
     return jsonify(deleted=1)
