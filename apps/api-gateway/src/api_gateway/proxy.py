@@ -17,7 +17,10 @@ log = logging.getLogger(__name__)
 
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept")
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Location", "Allow")
-METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
+# Exactly the methods the OpenAPI document gives each path, so the gateway's
+# own 405 names them in Allow (anything else never reaches the inventory).
+COLLECTION_METHODS = ("GET", "POST", "DELETE")
+ITEM_METHODS = ("GET", "PUT", "DELETE")
 # The largest page the inventory sends (1,000 movies of the longest title and
 # description) is about 5.3 MB. An answer is held whole before it is passed on,
 # so this, times the connections in use at once, bounds what the inventory's
@@ -186,6 +189,7 @@ async def forward(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    for method in METHODS:
+    for method in COLLECTION_METHODS:
         add_route(app, method, "/api/movies", forward)
+    for method in ITEM_METHODS:
         app.router.add_route(method, "/api/movies/{rest:.+}", forward)  # rest takes any trailing slash
