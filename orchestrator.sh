@@ -437,37 +437,41 @@ cmd_kubeconfig() {
 
 # --- dashboards ----------------------------------------------------------------
 
-# The password Grafana uses is the cluster Secret's (sealed from .secrets/); the
-# local file is the fallback when the Secret cannot be read.
-grafana_password() {
-  local password
-  if password="$(kubectl -n "${OBSERVABILITY_NAMESPACE}" get secret grafana-admin \
-    -o go-template='{{index .data "admin-password" | base64decode}}' 2>/dev/null)" && [[ -n "${password}" ]]; then
-    echo "${password}"
+# Grafana's admin user or password (KEY admin-user or admin-password) as the
+# cluster Secret holds it (sealed from .secrets/); the local file's VARIABLE is
+# the fallback when the Secret cannot be read.
+grafana_admin() {
+  local key="$1" variable="$2" value
+  if value="$(kubectl -n "${OBSERVABILITY_NAMESPACE}" get secret grafana-admin \
+    -o go-template="{{index .data \"${key}\" | base64decode}}" 2>/dev/null)" && [[ -n "${value}" ]]; then
+    echo "${value}"
     return
   fi
-  password="$(sed -n 's/^GRAFANA_ADMIN_PASSWORD=//p' "${SECRETS_FILE}" 2>/dev/null || true)"
-  [[ -n "${password}" ]] || return 1
-  echo "${password}   (from ${SECRETS_FILE#"${ROOT}/"}: the cluster's Secret could not be read)"
+  value="$(sed -n "s/^${variable}=//p" "${SECRETS_FILE}" 2>/dev/null || true)"
+  [[ -n "${value}" ]] || return 1
+  echo "${value}   (from ${SECRETS_FILE#"${ROOT}/"}: the cluster's Secret could not be read)"
 }
 
 cmd_dashboards() {
-  local token password
+  local token user password
   command -v kubectl >/dev/null 2>&1 || die "missing prerequisite: kubectl (https://kubernetes.io/docs/tasks/tools/)"
   [[ -f "${KUBECONFIG_FILE}" ]] || die "no ${KUBECONFIG_FILE#"${ROOT}/"}: run ./orchestrator.sh kubeconfig (or create) first"
   export KUBECONFIG="${KUBECONFIG_FILE}"
   # A short-lived token of the read-only account: never a cluster-admin one.
-  token="$(kubectl -n "${OBSERVABILITY_NAMESPACE}" create token "${HEADLAMP_VIEWER}" \
-    --duration "${HEADLAMP_TOKEN_DURATION}" 2>/dev/null)" \
-    || die "no ServiceAccount ${OBSERVABILITY_NAMESPACE}/${HEADLAMP_VIEWER} yet: Argo CD has not synced the observability Application (./orchestrator.sh status)"
-  password="$(grafana_password)" \
+  if ! token="$(kubectl -n "${OBSERVABILITY_NAMESPACE}" create token "${HEADLAMP_VIEWER}" \
+    --duration "${HEADLAMP_TOKEN_DURATION}" 2>/dev/null)"; then
+    kubectl -n "${OBSERVABILITY_NAMESPACE}" create token "${HEADLAMP_VIEWER}" --duration "${HEADLAMP_TOKEN_DURATION}" >/dev/null || true
+    die "no token for ServiceAccount ${OBSERVABILITY_NAMESPACE}/${HEADLAMP_VIEWER} (kubectl's error above): if the cluster answers, Argo CD has not synced the observability Application yet (./orchestrator.sh status)"
+  fi
+  user="$(grafana_admin admin-user GRAFANA_ADMIN_USER)" || user="admin"
+  password="$(grafana_admin admin-password GRAFANA_ADMIN_PASSWORD)" \
     || password="unknown: neither Secret ${OBSERVABILITY_NAMESPACE}/grafana-admin nor ${SECRETS_FILE#"${ROOT}/"} holds it"
   cat <<DASHBOARDS
 Argo CD:   https://${MASTER_IP}:${ARGOCD_PORT}   (self-signed certificate)
   user:      admin
   password:  kubectl -n argocd get secret argocd-initial-admin-secret -o jsonpath='{.data.password}' | base64 -d
 Grafana:   http://${MASTER_IP}:${GRAFANA_PORT}   (dashboards "moviestream" and "moviestream logs")
-  user:      admin
+  user:      ${user}
   password:  ${password}
 Headlamp:  http://${MASTER_IP}:${HEADLAMP_PORT}
   token (read-only, valid ${HEADLAMP_TOKEN_DURATION}; run this again for a new one):

@@ -19,8 +19,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from kubernetes.utils import parse_quantity
 
 if TYPE_CHECKING:
     from devtools.gitops.cluster_model import ClusterModel
@@ -64,24 +67,22 @@ RESERVED = {
     "Argo CD's seven containers (no requests, about this much in use)": Requests(300, 768),
     "the OS, K3s agent and containerd on the agent": Requests(200, 512),
 }
-QUANTITY = re.compile(r"^(?P<number>\d+(\.\d+)?)(?P<unit>m|k|M|G|Ki|Mi|Gi)?$")
-MEMORY_UNITS = {None: 1 / 2**20, "k": 1000 / 2**20, "M": 10**6 / 2**20, "G": 10**9 / 2**20, "Ki": 1 / 1024}
-MEMORY_UNITS |= {"Mi": 1, "Gi": 1024}
+
+
+def _quantity(quantity: Any, what: str) -> Decimal:
+    """A Kubernetes quantity (100m, 96Mi, 1e3, 1Ti...), read by the Kubernetes client's own parser."""
+    try:
+        return parse_quantity(quantity)
+    except ValueError:
+        raise ValueError(f"not a {what} quantity: {quantity!r}") from None
 
 
 def cpu_millis(quantity: Any) -> int:
-    match = QUANTITY.match(str(quantity))
-    if not match or match["unit"] not in (None, "m"):
-        raise ValueError(f"not a CPU quantity: {quantity!r}")
-    number = float(match["number"])
-    return round(number if match["unit"] == "m" else number * 1000)
+    return round(_quantity(quantity, "CPU") * 1000)
 
 
 def memory_mib(quantity: Any) -> int:
-    match = QUANTITY.match(str(quantity))
-    if not match or match["unit"] == "m":
-        raise ValueError(f"not a memory quantity: {quantity!r}")
-    return round(float(match["number"]) * MEMORY_UNITS[match["unit"]])
+    return round(_quantity(quantity, "memory") / 2**20)
 
 
 def read_capacity(path: Path) -> tuple[Requests, int] | None:
@@ -151,7 +152,10 @@ def requests_fit_the_nodes(model: ClusterModel) -> list[str]:
     requested = sum(K3S_ADDONS.values(), NONE)
     for app in model.apps.values():
         if app.objects is not None:
-            requested += rendered_requests(app.objects, nodes)
+            try:
+                requested += rendered_requests(app.objects, nodes)
+            except ValueError as error:
+                problems.append(f"cluster {model.name}: Application/{app.name}: {error}")
         elif app.name in NOT_RENDERED:
             requested += NOT_RENDERED[app.name][0]
         else:

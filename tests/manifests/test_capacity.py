@@ -74,16 +74,26 @@ def test_a_pod_requests_its_containers_sum_or_its_largest_init_container(pod, ex
     assert capacity.pod_requests(pod) == expected
 
 
-@pytest.mark.parametrize("quantity", ["1Ti", "lots", "100m"])
+@pytest.mark.parametrize("quantity", ["lots", "1Qi", "--1"])
 def test_an_unreadable_memory_quantity_is_refused(quantity: str) -> None:
     with pytest.raises(ValueError, match="not a memory quantity"):
         capacity.memory_mib(quantity)
 
 
+@pytest.mark.parametrize(("quantity", "mib"), [("1Ti", 1048576), ("1e9", 954), ("512Mi", 512), ("0.5Gi", 512)])
+def test_memory_quantities_read_as_kubernetes_reads_them(quantity: str, mib: int) -> None:
+    assert capacity.memory_mib(quantity) == mib
+
+
+@pytest.mark.parametrize(("quantity", "millis"), [("100m", 100), ("2", 2000), ("0.25", 250), ("1e-1", 100)])
+def test_cpu_quantities_read_as_kubernetes_reads_them(quantity: str, millis: int) -> None:
+    assert capacity.cpu_millis(quantity) == millis
+
+
 def test_a_node_port_used_twice_fails_lint(repo: Path) -> None:  # noqa: F811
     edit(repo / "clusters/vagrant/observability/kustomization.yaml", "value: 30044", "value: 30030")
     assert any(
-        "Service/headlamp (waves -2/0): nodePort 30030 is already" in problem and "Service/grafana" in problem
+        "Service/headlamp (waves 1/0): nodePort 30030 is already" in problem and "Service/grafana" in problem
         for problem in vagrant_problems(repo)
     )
 
@@ -91,6 +101,6 @@ def test_a_node_port_used_twice_fails_lint(repo: Path) -> None:  # noqa: F811
 def test_a_node_port_outside_the_range_fails_lint(repo: Path) -> None:  # noqa: F811
     edit(repo / "clusters/vagrant/observability/kustomization.yaml", "value: 30044", "value: 4466")
     assert (
-        "cluster vagrant: observability: Service/headlamp (waves -2/0): nodePort 4466 is outside (30000, 32767)"
+        "cluster vagrant: observability: Service/headlamp (waves 1/0): nodePort 4466 is outside (30000, 32767)"
         in vagrant_problems(repo)
     )

@@ -109,16 +109,16 @@ def test_a_root_whose_projects_differ_from_what_argo_cd_syncs_fails_lint(repo: P
     ]
 
 
-def test_observability_runs_on_vagrant_and_cloud_after_storage_and_sealed_secrets_before_the_workload() -> None:
+def test_observability_runs_on_vagrant_and_cloud_after_storage_sealed_secrets_and_the_workload() -> None:
     for cluster in ("vagrant", "cloud"):
         apps = cluster_model.load(ROOT, cluster).apps
-        assert apps["sealed-secrets"].wave < apps["observability"].wave < apps["workload"].wave
+        assert apps["sealed-secrets"].wave < apps["workload"].wave < apps["observability"].wave
         assert "storage" not in apps or apps["storage"].wave < apps["observability"].wave
     assert "observability" not in cluster_model.load(ROOT, "e2e").apps
 
 
 def test_observability_synced_before_the_storage_it_claims_fails_lint(repo: Path) -> None:  # noqa: F811
-    edit(repo / "clusters/platform/observability/observability.yaml", 'sync-wave: "-2"', 'sync-wave: "-6"')
+    edit(repo / "clusters/platform/observability/observability.yaml", 'sync-wave: "1"', 'sync-wave: "-6"')
     assert (
         "cluster vagrant: observability: StatefulSet/loki (waves -6/1) needs StorageClass/shared-nfs, "
         "which comes later (waves -5/0): Argo CD would wait for ever on this wave"

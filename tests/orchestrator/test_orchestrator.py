@@ -353,6 +353,7 @@ def test_dashboards_prints_every_address_and_a_read_only_token(sandbox: Sandbox)
     lines = result.stdout.splitlines()
     assert "Argo CD:   https://192.168.56.10:30443   (self-signed certificate)" in lines
     assert 'Grafana:   http://192.168.56.10:30030   (dashboards "moviestream" and "moviestream logs")' in lines
+    assert "  user:      grafana-owner" in lines
     assert "  password:  from-the-cluster" in lines
     assert "Headlamp:  http://192.168.56.10:30044" in lines
     assert lines[-1] == "viewer-token"
@@ -369,18 +370,19 @@ def test_dashboards_prints_every_address_and_a_read_only_token(sandbox: Sandbox)
 def test_dashboards_falls_back_to_the_local_grafana_password(sandbox: Sandbox) -> None:
     assert sandbox.run("kubeconfig").returncode == 0
     (sandbox.root / ".secrets").mkdir()
-    (sandbox.root / ".secrets" / "vagrant.env").write_text("GRAFANA_ADMIN_PASSWORD=from-the-file\n")
+    (sandbox.root / ".secrets" / "vagrant.env").write_text(
+        "GRAFANA_ADMIN_USER=file-owner\nGRAFANA_ADMIN_PASSWORD=from-the-file\n"
+    )
     result = sandbox.run("dashboards", FAKE_NO_GRAFANA_SECRET="1")
     assert result.returncode == 0, result.stderr
-    assert (
-        "  password:  from-the-file   (from .secrets/vagrant.env: the cluster's Secret could not be read)"
-        in result.stdout.splitlines()
-    )
+    lines = result.stdout.splitlines()
+    assert "  user:      file-owner   (from .secrets/vagrant.env: the cluster's Secret could not be read)" in lines
+    assert "  password:  from-the-file   (from .secrets/vagrant.env: the cluster's Secret could not be read)" in lines
     (sandbox.root / ".secrets" / "vagrant.env").unlink()
     result = sandbox.run("dashboards", FAKE_NO_GRAFANA_SECRET="1")
-    assert "  password:  unknown: neither Secret observability/grafana-admin nor .secrets/vagrant.env holds it" in (
-        result.stdout.splitlines()
-    )
+    lines = result.stdout.splitlines()
+    assert "  user:      admin" in lines
+    assert "  password:  unknown: neither Secret observability/grafana-admin nor .secrets/vagrant.env holds it" in lines
 
 
 def test_dashboards_without_the_stack_or_a_kubeconfig_says_what_to_do(sandbox: Sandbox) -> None:
@@ -390,7 +392,8 @@ def test_dashboards_without_the_stack_or_a_kubeconfig_says_what_to_do(sandbox: S
     assert sandbox.run("kubeconfig").returncode == 0
     result = sandbox.run("dashboards", FAKE_NO_OBSERVABILITY="1")
     assert result.returncode == 1
-    assert "no ServiceAccount observability/headlamp-viewer yet" in result.stderr
+    assert 'serviceaccounts "headlamp-viewer" not found' in result.stderr  # kubectl's own error, not hidden
+    assert "no token for ServiceAccount observability/headlamp-viewer (kubectl's error above)" in result.stderr
     assert result.stdout == ""
 
 
