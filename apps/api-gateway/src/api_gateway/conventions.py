@@ -74,6 +74,9 @@ async def _read_body(request: web.Request) -> None:
     declared, limit = request.content_length or 0, request.client_max_size
     if declared > limit:  # refused before a byte of it is waited for
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
+    if request.content.is_eof():  # the whole body came with the head (an order does): no deadline to keep
+        await request.read()
+        return
     seconds = request.app[READ_TIMEOUT]
     try:
         async with asyncio.timeout(seconds):

@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
-import uuid
 
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
@@ -61,7 +61,7 @@ class OrderPublisher:
         one with the same message_id, which billing-app stores only once.
         """
         body = order.to_json()
-        message_id = uuid.uuid4().hex
+        message_id = os.urandom(16).hex()  # as unique as a uuid4, for less CPU
         properties = aiormq.spec.Basic.Properties(
             content_type="application/json", delivery_mode=PERSISTENT, message_id=message_id
         )
