@@ -28,11 +28,12 @@ def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
 def test_a_confirmed_order_is_counted_published_and_confirmed(gateway: BackgroundServer) -> None:
     before = scrape(gateway)
     assert gateway.post("/api/billing", json=ORDER).status == 200
+    assert gateway.post("/api/billing/", json=ORDER).status == 200  # the same endpoint, and the same series
     after = scrape(gateway)
-    assert moved(before, after, "moviestream_orders_published_total") == 1
-    assert moved(before, after, "moviestream_orders_confirmed_total") == 1
+    assert moved(before, after, "moviestream_orders_published_total") == 2
+    assert moved(before, after, "moviestream_orders_confirmed_total") == 2
     assert (
-        moved(before, after, "moviestream_http_requests_total", route="/api/billing", method="POST", status="200") == 1
+        moved(before, after, "moviestream_http_requests_total", route="/api/billing", method="POST", status="200") == 2
     )
 
 

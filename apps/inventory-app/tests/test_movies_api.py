@@ -210,3 +210,12 @@ def test_wrong_method_answers_405_json_with_the_allow_header(
     assert response.content_type == "application/json"
     assert "error" in response.get_json()
     assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
+
+
+def test_a_field_given_twice_is_refused_not_taken_from_its_last_copy(client: FlaskClient) -> None:
+    response = client.post(
+        "/api/movies", data=b'{"title": "Alien", "title": "Heat"}', headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "duplicate field(s): title" in response.get_json()["error"]
+    assert client.get("/api/movies").get_json() == []

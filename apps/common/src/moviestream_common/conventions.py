@@ -71,9 +71,21 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        twice = sorted({key for key, _ in pairs if key in seen or seen.add(key)})
+        raise ValueError(f"duplicate field(s): {', '.join(twice)}")
+    return data
+
+
 def strict_json(body: bytes | str) -> Any:
-    """JSON with fractions as Decimal and without NaN or Infinity; ValueError or RecursionError if it is not."""
-    return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+    """JSON with fractions as Decimal, without NaN or Infinity and without a key given twice; else ValueError
+    (or RecursionError)."""
+    return json.loads(
+        body, parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates
+    )
 
 
 def parse_json(body: bytes) -> Any:

@@ -96,7 +96,8 @@ def observe_request(route: str | None, method: str, status: int, seconds: float)
     """
     if route == METRICS_PATH:
         return
-    route = route or UNMATCHED
+    # /api/movies/ is /api/movies (both are routed, to the same handler): one series per endpoint.
+    route = route.rstrip("/") or "/" if route else UNMATCHED
     method = method if method in METHODS else OTHER_METHOD
     HTTP_REQUESTS.labels(route, method, str(status)).inc()
     HTTP_DURATION.labels(route, method).observe(seconds)
