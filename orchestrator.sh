@@ -164,9 +164,22 @@ choose_repository() {
   git_root add -- "${SETTINGS_FILE}"
   git_commit -m "Argo CD follows ${wanted}" -- "${SETTINGS_FILE}"
   log "Argo CD now follows ${wanted} (committed ${SETTINGS_FILE#"${ROOT}/"})"
-  if [[ "${wanted}" != "${LOCAL_REPO_URL}" ]]; then
-    warn "push this commit to ${wanted} (git push), or Argo CD keeps following what is there"
+}
+
+# Following a fork, Argo CD reads what the fork holds: it must have this
+# clone's commits (the URL and the sealed secrets create commits) before the
+# cluster is handed over, or the sync waits for ever on a cluster.env and
+# SealedSecrets that are not there.
+ensure_fork_has_head() {
+  local url revision head
+  url="$(cluster_setting REPO_URL)"
+  revision="$(cluster_setting REPO_REVISION)"
+  head="$(git_root rev-parse HEAD)"
+  if git_root fetch --quiet "${url}" "refs/heads/${revision}" 2>/dev/null \
+    && git_root merge-base --is-ancestor "${head}" FETCH_HEAD; then
+    return 0
   fi
+  die "Argo CD follows ${url} (${revision}), which does not have this clone's commit $(git_root log -1 --format='%h %s' "${head}"): git push origin ${revision} (the fork), then ./orchestrator.sh create again (it continues where it stopped)"
 }
 
 # First create: a key of this cluster's own, the secrets sealed with it, committed.
@@ -338,6 +351,7 @@ cmd_create() {
   choose_repository "${repo}"
   ensure_sealed_secrets
   say_what_is_deployed
+  follows_local_git || ensure_fork_has_head
   log "bringing up the master VM (provisioning is idempotent)"
   vagrant up master --provision --provider "${PROVIDER}"
   read_join_token

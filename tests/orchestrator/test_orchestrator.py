@@ -133,14 +133,28 @@ def test_a_build_that_failed_once_is_built_again_and_create_goes_on(sandbox: San
     assert result.stdout.strip().splitlines()[-1] == "cluster created"
 
 
-def test_create_with_repo_follows_a_fork_and_starts_no_local_loop(sandbox: Sandbox) -> None:
-    fork = "https://github.com/someone/moviestream.git"
+def _fork(sandbox: Sandbox, tmp_path: Path) -> str:
+    """A fork on 'GitHub': a bare repository the clone reaches through url.<bare>.insteadOf."""
+    url = "https://github.com/someone/moviestream.git"
+    bare = tmp_path / "fork.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    sandbox.git("config", f"url.file://{bare}.insteadOf", url)
+    return url
+
+
+def test_create_with_repo_follows_a_fork_and_starts_no_local_loop(sandbox: Sandbox, tmp_path: Path) -> None:
+    fork = _fork(sandbox, tmp_path)
     result = sandbox.run("create", "--repo", fork)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, "the fork lacks the commits create made: Argo CD would wait for ever"
+    head = sandbox.git("log", "-1", "--format=%h %s")
+    assert f"does not have this clone's commit {head}: git push origin main (the fork)" in result.stderr
+    assert not sandbox.calls_of("vagrant"), "stopped before any VM was brought up"
     settings = (sandbox.root / "clusters/vagrant/settings/cluster.env").read_text()
     assert f"REPO_URL={fork}\n" in settings
     assert f"Argo CD follows {fork}" in sandbox.git("log", "--format=%s")
-    assert "push this commit to" in result.stderr
+    sandbox.git("push", "-q", fork, "HEAD:refs/heads/main")
+    result = sandbox.run("create")
+    assert result.returncode == 0, result.stderr
     assert sandbox.git("remote") == "", "no cluster remote"
     assert sandbox.git("--git-dir", str(sandbox.bare), "for-each-ref") == "", "nothing pushed to the cluster"
     assert not any("build-status" in call for call in sandbox.calls_of("vagrant"))
@@ -154,11 +168,12 @@ def test_create_with_repo_follows_a_fork_and_starts_no_local_loop(sandbox: Sandb
     )
 
 
-def test_create_commits_as_itself_where_git_has_no_identity(sandbox: Sandbox) -> None:
+def test_create_commits_as_itself_where_git_has_no_identity(sandbox: Sandbox, tmp_path: Path) -> None:
     sandbox.git("config", "--unset", "user.email")
     sandbox.git("config", "--unset", "user.name")
-    result = sandbox.run("create", "--repo", "https://github.com/someone/moviestream.git")
-    assert result.returncode == 0, result.stderr
+    fork = _fork(sandbox, tmp_path)
+    result = sandbox.run("create", "--repo", fork)
+    assert "git push origin main" in result.stderr, "the commits are made, then the fork is asked for them"
     authors = sandbox.git("log", "-2", "--format=%an <%ae> %s").splitlines()
     assert authors[0].startswith("moviestream tasks <tasks@moviestream.invalid> Seal the vagrant cluster")
     assert authors[1].startswith("moviestream orchestrator <orchestrator@moviestream.invalid> Argo CD follows")
