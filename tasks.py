@@ -95,7 +95,7 @@ def status(c: Context, as_json: bool = False) -> None:
 @task(help={"service": "inventory-app, billing-app or api-gateway", "lines": "how many lines"})
 def logs(c: Context, service: str, lines: int = 40) -> None:
     """Print the last lines of one service's log."""
-    print(_stack().log_tail(service, lines))
+    _run_stack_action(lambda: print(_stack().log_tail(service, lines)))
 
 
 @task

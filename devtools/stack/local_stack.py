@@ -267,6 +267,7 @@ class Stack:
         return rows
 
     def log_tail(self, service: str, lines: int = 20) -> str:
+        self._check(service)
         path = self.log_file(service)
         if not path.exists():
             return f"(no log at {path})"

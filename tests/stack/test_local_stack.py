@@ -130,3 +130,8 @@ def test_up_on_a_running_stack_says_so_at_once_and_keeps_its_settings(scratch: S
     assert time.monotonic() - started < 5
     assert (scratch.config.state_dir / "stack.json").read_text() == saved
     assert [row["state"] for row in scratch.stack.status()] == ["ready"] * 3
+
+
+def test_logs_of_a_service_the_stack_does_not_have_is_an_error(stack_for: Callable[..., Stack]) -> None:
+    with pytest.raises(StackError, match="unknown service '--help'; choose one of inventory-app"):
+        stack_for().log_tail("--help")
