@@ -35,6 +35,7 @@ from devtools.waiting import Timeout, answers_ok, wait_for
 from moviestream_common.rabbitmq import BillingQueue, RabbitSettings
 
 SERVICES = ("inventory-app", "billing-app", "api-gateway")  # start order: the gateway needs the inventory
+PORT_RELEASE_SECONDS = 5.0
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:moviestream_common.gunicorn_config"]
 
 
@@ -249,6 +250,9 @@ class Stack:
 
     def _check_port_free(self, service: str) -> None:
         port = self.config.port(service)
+        # A process killed a moment ago may still be closing its socket (then no process is named for it).
+        with contextlib.suppress(Timeout):
+            wait_for(lambda: not port_holders(port), timeout=PORT_RELEASE_SECONDS, what=f"port {port} to be free")
         holders = port_holders(port)
         if holders:
             raise StackError(f"cannot start {service}: port {port} is already held by {describe(holders)}")

@@ -76,11 +76,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         wait_for(lambda: platform.count_orders(user) == 1, timeout=30, what="the order to be stored")
         wait_for(lambda: platform.dead_letter_reasons(poison), timeout=30, what="the poison message dead-lettered")
         running = Stack(platform, movies.request_id)
-        wait_for(
-            lambda: any(movies.request_id in line for line in running.log_lines("inventory-app")),
-            timeout=10,
-            what="inventory-app's access line",
-        )
+        for service in ("api-gateway", "inventory-app"):  # log lines are written in batches, off the request
+            wait_for(
+                lambda service=service: any(movies.request_id in line for line in running.log_lines(service)),
+                timeout=10,
+                what=f"{service}'s access line",
+            )
         yield running
 
 
