@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -80,11 +81,19 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return data
 
 
-def strict_json(body: bytes | str) -> Any:
-    """JSON with fractions as Decimal, without NaN or Infinity and without a key given twice; else ValueError
-    (or RecursionError)."""
+def strict_json(
+    body: bytes | str, *, parse_float: Callable[[str], Any] = Decimal, parse_int: Callable[[str], Any] = int
+) -> Any:
+    """JSON without NaN or Infinity and without a key given twice, else ValueError (or RecursionError).
+
+    Fractions come as Decimal unless `parse_float` (and `parse_int`) say otherwise, as in json.loads.
+    """
     return json.loads(
-        body, parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates
+        body,
+        parse_float=parse_float,
+        parse_int=parse_int,
+        parse_constant=_reject_constant,
+        object_pairs_hook=_object_without_duplicates,
     )
 
 

@@ -10,11 +10,12 @@ through a binary float.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from moviestream_common.conventions import strict_json
 
 FIELDS = ("user_id", "number_of_items", "total_amount")
 MAX_BODY_BYTES = 16 * 1024
@@ -54,13 +55,7 @@ def parse_order_body(body: bytes) -> Order:
     if len(body) > MAX_BODY_BYTES:
         raise InvalidOrder(f"body is larger than {MAX_BODY_BYTES} bytes")
     try:
-        data = json.loads(
-            body,
-            parse_int=str,
-            parse_float=str,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_object_without_duplicates,
-        )
+        data = strict_json(body, parse_int=str, parse_float=str)
     except (ValueError, RecursionError) as exc:
         raise InvalidOrder(f"body is not valid JSON: {exc}") from None
     return parse_order(data)
@@ -81,18 +76,6 @@ def parse_order(data: Any) -> Order:
         number_of_items=_whole_number(data["number_of_items"], "number_of_items", MAX_ITEMS),
         total_amount=_amount(data["total_amount"]),
     )
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    data = dict(pairs)
-    if len(data) != len(pairs):
-        names = [name for name, _ in pairs]
-        raise ValueError(f"duplicate field(s): {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
-    return data
 
 
 def _text(value: Any, field: str, kind: str) -> str:
