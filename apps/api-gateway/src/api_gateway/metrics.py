@@ -9,7 +9,7 @@ from aiohttp.typedefs import Handler
 
 from moviestream_common import metrics
 
-ORDER_ROUTES = frozenset({"/api/billing", "/api/billing/"})
+ORDER_ROUTE = "/api/billing"
 
 
 @web.middleware
@@ -28,8 +28,8 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
 def _observe(request: web.Request, status: int, started: float) -> None:
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else None
-    metrics.observe_request(route, request.method, status, time.perf_counter() - started)
-    if route in ORDER_ROUTES and request.method == "POST":
+    route = metrics.observe_request(route, request.method, status, time.perf_counter() - started)
+    if route == ORDER_ROUTE and request.method == "POST":
         # Counted from the status the client gets, so an order refused before
         # its handler ran (a body over the limit, or late) is counted too.
         if status == 200:

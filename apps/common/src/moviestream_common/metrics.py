@@ -88,19 +88,21 @@ HTTP_DURATION = Histogram(
 )
 
 
-def observe_request(route: str | None, method: str, status: int, seconds: float) -> None:
+def observe_request(route: str | None, method: str, status: int, seconds: float) -> str:
     """Count one answered request; `route` is the route template, None when no route matched.
 
-    /metrics is not counted: a scrape every few seconds would swamp a quiet
-    service's request rate with Prometheus's own visits.
+    Returns the route label it was counted under. /metrics is not counted: a
+    scrape every few seconds would swamp a quiet service's request rate with
+    Prometheus's own visits.
     """
     if route == METRICS_PATH:
-        return
+        return route
     # /api/movies/ is /api/movies (both are routed, to the same handler): one series per endpoint.
     route = route.rstrip("/") or "/" if route else UNMATCHED
     method = method if method in METHODS else OTHER_METHOD
     HTTP_REQUESTS.labels(route, method, str(status)).inc()
     HTTP_DURATION.labels(route, method).observe(seconds)
+    return route
 
 
 def exposition() -> tuple[bytes, str]:
