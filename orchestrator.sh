@@ -472,9 +472,9 @@ cmd_dashboards() {
   [[ -f "${KUBECONFIG_FILE}" ]] || die "no ${KUBECONFIG_FILE#"${ROOT}/"}: run ./orchestrator.sh kubeconfig (or create) first"
   export KUBECONFIG="${KUBECONFIG_FILE}"
   # A short-lived token of the read-only account: never a cluster-admin one.
+  # Only the token is captured: kubectl's error, if any, goes to the terminal as it is.
   if ! token="$(kubectl -n "${OBSERVABILITY_NAMESPACE}" create token "${HEADLAMP_VIEWER}" \
-    --duration "${HEADLAMP_TOKEN_DURATION}" 2>/dev/null)"; then
-    kubectl -n "${OBSERVABILITY_NAMESPACE}" create token "${HEADLAMP_VIEWER}" --duration "${HEADLAMP_TOKEN_DURATION}" >/dev/null || true
+    --duration "${HEADLAMP_TOKEN_DURATION}")"; then
     die "no token for ServiceAccount ${OBSERVABILITY_NAMESPACE}/${HEADLAMP_VIEWER} (kubectl's error above): if the cluster answers, Argo CD has not synced the observability Application yet (./orchestrator.sh status)"
   fi
   user="$(grafana_admin admin-user GRAFANA_ADMIN_USER)" || user="admin"
