@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from devtools import dashboards
 from devtools.dashboards import logql, promql
@@ -22,6 +21,7 @@ from devtools.dashboards.catalogue import EXTERNAL_METRICS, TARGET_LABELS
 from devtools.e2e.checks import new_user_id, order
 from devtools.e2e.local import LocalPlatform
 from devtools.stack.local_stack import SERVICES
+from devtools.testing import prometheus
 from devtools.waiting import wait_for
 from moviestream_common.conventions import REQUEST_ID_HEADER
 
@@ -88,14 +88,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def scrape(url: str) -> dict[str, set[str]]:
     """Each sample name at `url`/metrics with the label names it carries."""
     try:
-        with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:
-            text = answer.read().decode()
+        samples = prometheus.scrape(url)
     except urllib.error.HTTPError as error:
         pytest.fail(f"GET {url}/metrics answered {error.code}")
     found: dict[str, set[str]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found.setdefault(sample.name, set()).update(sample.labels)
+    for name, labels in samples:
+        found.setdefault(name, set()).update(label for label, _ in labels)
     return found
 
 
