@@ -68,10 +68,11 @@ def test_health_and_readiness_answer_ok_with_a_live_database(client: FlaskClient
 def test_database_down_makes_requests_503_and_readiness_fail(
     database: str, unused_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PGCONNECT_TIMEOUT", "1")
-    monkeypatch.setenv("PGPORT", str(unused_port))
-    pool = postgres.create_pool("unused", size=1)
-    monkeypatch.undo()
+    # Only the pool points at a closed port: the schema is still made in the test's own database (PGDATABASE).
+    with monkeypatch.context() as unreachable:
+        unreachable.setenv("PGCONNECT_TIMEOUT", "1")
+        unreachable.setenv("PGPORT", str(unused_port))
+        pool = postgres.create_pool("unused", size=1)
     app = create_app(pool)
     client = app.test_client()
     response = client.get("/api/movies")
