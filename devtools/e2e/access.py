@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pika
 import psycopg
 from pika.adapters.blocking_connection import BlockingChannel
 
+from devtools.waiting import wait_for
 from moviestream_common.rabbitmq import REASON_HEADER, BillingQueue
 
-LOCK_APPLICATION = "e2e-order-lock"
+LOCK_ORDERS = "LOCK TABLE orders IN EXCLUSIVE MODE"  # readers pass, billing-app's inserts wait
+WAITING_ON_ORDERS = "SELECT pid FROM pg_locks WHERE relation = 'orders'::regclass AND NOT granted"
 
 
 class OrdersDatabase:
@@ -22,12 +25,55 @@ class OrdersDatabase:
         with self.connect() as conn:
             return conn.execute("SELECT count(*) FROM orders WHERE user_id = %s", [user_id]).fetchone()[0]
 
-    @contextlib.contextmanager
-    def blocking_writes(self) -> Iterator[None]:
-        """Hold a lock that lets readers in and keeps billing-app from committing."""
-        with self.connect() as conn, conn.transaction():
-            conn.execute("LOCK TABLE orders IN EXCLUSIVE MODE")
-            yield
+    def write_gate(self, timeout: float = 30) -> OrderWriteGate:
+        return OrderWriteGate(self.connect, timeout)
+
+
+class OrderWriteGate:
+    """Holds billing-app's writes, then lets exactly one of its transactions commit and holds the next.
+
+    Polling the row count and then taking a lock races a consumer that stores
+    a backlog in a few milliseconds. PostgreSQL grants a table's lock requests
+    in the order they queue, so: `first` holds the table; billing-app's insert
+    queues; `second` queues behind that insert; releasing `first` lets the
+    insert through, and `second` holds the table from that commit on.
+    """
+
+    def __init__(self, connect: Callable[[], psycopg.Connection], timeout: float) -> None:
+        self.connect = connect
+        self.timeout = timeout
+        self.held: list[psycopg.Connection] = []
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="order-write-gate")
+
+    def __enter__(self) -> OrderWriteGate:
+        self._hold().execute(LOCK_ORDERS)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for conn in self.held:
+            conn.cancel_safe()  # a lock request still queued would keep close() waiting
+            conn.close()
+        self.pool.shutdown()
+
+    def let_one_commit_through(self) -> None:
+        first = self.held[0]
+        wait_for(lambda: self._waiting(first), timeout=self.timeout, what="an insert waiting on the orders lock")
+        second = self._hold()
+        queued = self.pool.submit(second.execute, LOCK_ORDERS)
+        pid = second.info.backend_pid
+        wait_for(lambda: pid in self._waiting(first), timeout=self.timeout, what="the second lock to queue")
+        first.rollback()
+        queued.result(timeout=self.timeout)
+
+    def _hold(self) -> psycopg.Connection:
+        conn = self.connect()
+        conn.autocommit = False  # the lock lasts as long as the transaction
+        self.held.append(conn)
+        return conn
+
+    @staticmethod
+    def _waiting(conn: psycopg.Connection) -> set[int]:
+        return {pid for (pid,) in conn.execute(WAITING_ON_ORDERS)}
 
 
 class Broker:

@@ -22,7 +22,7 @@ import psycopg
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from devtools.e2e.access import Broker, OrdersDatabase
+from devtools.e2e.access import Broker, OrdersDatabase, OrderWriteGate
 from moviestream_common.rabbitmq import BillingQueue
 
 FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")
@@ -166,8 +166,8 @@ class ClusterPlatform:
     def count_orders(self, user_id: int) -> int:
         return self.orders.count(user_id)
 
-    def blocking_order_writes(self) -> contextlib.AbstractContextManager[None]:
-        return self.orders.blocking_writes()
+    def order_write_gate(self) -> OrderWriteGate:
+        return self.orders.write_gate()
 
     def publish_raw(self, body: bytes, message_id: str) -> None:
         with self._broker_forward():

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
-from devtools.e2e.access import Broker, OrdersDatabase
+from devtools.e2e.access import Broker, OrdersDatabase, OrderWriteGate
 from devtools.stack.local_services import apply_defaults
 from devtools.stack.local_stack import ScratchStack
 from devtools.testing.tcp_proxy import TcpProxy
@@ -68,8 +67,8 @@ class LocalPlatform:
     def count_orders(self, user_id: int) -> int:
         return self.orders.count(user_id)
 
-    def blocking_order_writes(self) -> contextlib.AbstractContextManager[None]:
-        return self.orders.blocking_writes()
+    def order_write_gate(self) -> OrderWriteGate:
+        return self.orders.write_gate()
 
     def publish_raw(self, body: bytes, message_id: str) -> None:
         self.broker.publish_raw(body, message_id)

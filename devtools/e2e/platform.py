@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import Protocol
+
+from devtools.e2e.access import OrderWriteGate
 
 
 class Platform(Protocol):
@@ -27,8 +28,8 @@ class Platform(Protocol):
     def count_orders(self, user_id: int) -> int:
         """How many rows the orders table holds for this user."""
 
-    def blocking_order_writes(self) -> AbstractContextManager[None]:
-        """While inside, billing-app cannot commit (a lock on the orders table)."""
+    def order_write_gate(self) -> OrderWriteGate:
+        """Locks on the orders table that hold billing-app's commits and let exactly one through."""
 
     def publish_raw(self, body: bytes, message_id: str) -> None:
         """Publish a message straight to billing_queue, as a misbehaving producer would."""
