@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 
 import pika
@@ -95,3 +96,14 @@ def test_proxied_and_unmatched_requests_are_counted_by_route_template(gateway: B
     )
     assert moved(before, after, "moviestream_http_requests_total", route="unmatched", method="GET", status="404") == 1
     assert not any(("route", "/metrics") in labels for _, labels in after)
+
+
+def test_a_request_the_parser_refuses_is_counted_with_the_status_the_client_got(gateway: BackgroundServer) -> None:
+    before = scrape(gateway)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as client:
+        client.sendall(b"GET /api/movies HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
+        answer = client.recv(65536)
+    assert answer.split(b" ", 2)[1] == b"400"
+    after = scrape(gateway)
+    # aiohttp does not say what the method of a request it could not parse was.
+    assert moved(before, after, "moviestream_http_requests_total", route="unmatched", method="other", status="400") == 1

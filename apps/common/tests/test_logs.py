@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import decimal
+import enum
 import io
 import json
 import logging
@@ -12,8 +16,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import pythonjsonlogger.json
 
-from moviestream_common.logs import BatchingHandler
+from moviestream_common.logs import BatchingHandler, JsonFormatter
 
 
 class Recording(io.StringIO):
@@ -138,3 +143,100 @@ def test_info_lines_are_made_off_the_callers_thread_with_the_message_as_it_was(l
     logger.warning("now")
     assert stream.getvalue() == "INFO seen ['a']\nWARNING now\n"
     assert threads == ["log-flusher", threading.current_thread().name]
+
+
+# -- the JSON lines: field for field what python-json-logger, configured as the services were, wrote --------------
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Unshowable:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+class Unprintable(Unshowable):
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def _library_formatter() -> logging.Formatter:
+    return pythonjsonlogger.json.JsonFormatter(
+        ["levelname", "name", "message"],
+        rename_fields={"levelname": "level", "name": "logger"},
+        static_fields={"service": "svc"},
+        timestamp="time",
+    )
+
+
+def _raised() -> tuple:
+    try:
+        raise ValueError("boom \u00e9")
+    except ValueError:
+        return sys.exc_info()
+
+
+EXTRAS = [
+    {},
+    {"method": "POST", "path": "/api/billing", "status": 200, "duration_ms": 1.234, "request_id": "a" * 32},
+    {"path": '/caf\u00e9/"quoted"\\back\nline\ttab\x00nul\u2028\U0001f600'},
+    {"n": 0, "f": -0.0, "big": 10**30, "yes": True, "none": None, "list": [1, "two", None], "map": {"k": [1.5]}},
+    {"when": datetime.datetime(2026, 12, 7, 9, 15, 0, 123456, tzinfo=datetime.UTC), "day": datetime.date(2026, 1, 2)},
+    {"at": datetime.time(23, 59, 59), "naive": datetime.datetime(2026, 1, 1)},
+    {"error": KeyError("missing"), "colour": Colour.RED, "raw": b"\x00\xff bytes", "point": Point(1, 2)},
+    {"kind": int, "amount": decimal.Decimal("19.90"), "odd": Unshowable(), "worse": Unprintable()},
+    {"_private": "left out", "service": "overridden", "time": "overridden too"},
+]
+
+
+@pytest.mark.parametrize("extra", EXTRAS, ids=range(len(EXTRAS)))
+@pytest.mark.parametrize("exc_info", [None, "raised"], ids=["plain", "exception"])
+def test_a_line_is_what_python_json_logger_wrote(extra: dict, exc_info: str | None) -> None:
+    record = logging.getLogger("shop.orders").makeRecord(
+        "shop.orders",
+        logging.WARNING,
+        __file__,
+        1,
+        "order %s of %d",
+        ("x\u00e9", 3),
+        _raised() if exc_info else None,
+        extra=extra,
+    )
+    ours, library = JsonFormatter("svc").format(record), _library_formatter().format(record)
+    assert ours == library
+    assert json.loads(ours)["message"] == "order x\u00e9 of 3"
+
+
+def test_a_line_with_a_stack_is_what_python_json_logger_wrote() -> None:
+    record = logging.makeLogRecord({"name": "x", "msg": "here", "stack_info": "Stack (most recent call last):\n  f"})
+    assert JsonFormatter("svc").format(record) == _library_formatter().format(record)
+
+
+@pytest.mark.parametrize(
+    "created",
+    [
+        -1.5,
+        0.0,
+        0.0000005,
+        0.0000015,
+        1765100245.0,
+        1765100245.9999996,
+        1765100245.0000004,
+        1765100245.4999995,
+        2**31 + 0.25,
+    ],
+)
+def test_the_time_is_written_as_datetime_writes_it(created: float) -> None:
+    formatter = JsonFormatter("svc")
+    for moment in (created, created + 1.0000007, created):  # across a second and back to one written before
+        record = logging.makeLogRecord({"msg": "m", "created": moment})
+        expected = datetime.datetime.fromtimestamp(moment, tz=datetime.UTC).isoformat()
+        assert json.loads(formatter.format(record))["time"] == expected

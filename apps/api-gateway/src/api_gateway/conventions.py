@@ -1,4 +1,4 @@
-"""The shared HTTP conventions (moviestream_common.conventions) as aiohttp middleware, plus /healthz and /readyz."""
+"""The shared HTTP conventions (moviestream_common.conventions) in aiohttp: middleware, access logger, probes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
+from api_gateway import metrics
 from moviestream_common.conventions import (
     REQUEST_ID_HEADER,
     ApiError,
@@ -22,6 +23,7 @@ from moviestream_common.conventions import (
 
 REQUEST_ID = web.RequestKey("request_id", str)
 STARTED = web.RequestKey("started", float)
+ROUTE = web.RequestKey("route", str)  # the template of the route the request matched, for the metrics
 # Seconds a client has to send a request's body once its head has come (api_gateway.server bounds the head).
 READ_TIMEOUT = web.AppKey("read_timeout", float)
 
@@ -41,6 +43,8 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     """A request ID on every request and response, a bounded time to send the body, every error as JSON."""
     request[STARTED] = time.perf_counter()
     request[REQUEST_ID] = request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    if (resource := request.match_info.route.resource) is not None:
+        request[ROUTE] = resource.canonical
     late = False
     try:
         if request.body_exists:
@@ -92,18 +96,21 @@ def add_route(app: web.Application, method: str, path: str, handler: Handler) ->
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One JSON line per request, written after the response has gone out, so it adds no latency."""
+    """After each answer has gone out: the request's metrics and its JSON access line, so they add no latency."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, seconds: float) -> None:
         # uvloop's clock, which aiohttp's `seconds` comes from, ticks in whole milliseconds.
         started = request.get(STARTED)
         if started is not None:
             seconds = time.perf_counter() - started
-        log_access(request.method, request.path, response.status, seconds, response.headers.get(REQUEST_ID_HEADER, ""))
+        metrics.observe(request.get(ROUTE), request.method, response.status, seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            request_id = response.headers.get(REQUEST_ID_HEADER, "")
+            log_access(request.method, request.path, response.status, seconds, request_id)
 
     @property
     def enabled(self) -> bool:
-        return access_log.isEnabledFor(logging.INFO)
+        return True  # the metrics count every request, whatever the access log's level
 
 
 def add_probes(app: web.Application, readiness: Callable[[], Awaitable[dict[str, str]]]) -> None:

@@ -7,6 +7,7 @@ into its log line, its response and any request it makes on.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -88,8 +89,15 @@ def strict_json(
 
     Fractions come as Decimal unless `parse_float` (and `parse_int`) say otherwise, as in json.loads.
     """
-    return json.loads(
-        body,
+    if isinstance(body, bytes | bytearray):
+        body = body.decode(json.detect_encoding(body), "surrogatepass")  # what json.loads does with bytes
+    return _decoder(parse_float, parse_int).decode(body)
+
+
+@functools.lru_cache(maxsize=8)
+def _decoder(parse_float: Callable[[str], Any], parse_int: Callable[[str], Any]) -> json.JSONDecoder:
+    """One decoder per pair of number parsers: json.loads with hooks builds a new one for every call."""
+    return json.JSONDecoder(
         parse_float=parse_float,
         parse_int=parse_int,
         parse_constant=_reject_constant,

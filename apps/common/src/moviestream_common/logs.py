@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import dataclasses
+import datetime
+import enum
+import json
 import logging
+import math
 import os
 import select
 import sys
 import threading
-from typing import TextIO
-
-from pythonjsonlogger.json import JsonFormatter
+from typing import Any, TextIO
 
 FLUSH_SECONDS = 0.2
+# What every LogRecord carries; any other attribute is a field the call passed in `extra`.
+RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 class BatchingHandler(logging.StreamHandler):
@@ -114,17 +121,86 @@ class BatchingHandler(logging.StreamHandler):
             self.handleError(logging.makeLogRecord({"msg": "writing log lines failed"}))
 
 
+def _as_json(value: Any) -> Any:
+    """What a field that JSON has no type for is written as."""
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, bytes | bytearray):
+        return base64.urlsafe_b64encode(value).decode()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value.__name__ if isinstance(value, type) else _shown(value)
+
+
+def _shown(value: object) -> str:
+    for show in (str, repr):
+        with contextlib.suppress(Exception):  # a field that cannot be shown must not lose the line
+            return show(value)
+    return "__could_not_encode__"
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one JSON object: level, logger, message, service, exc_info and stack_info where there
+    are some, the fields passed in `extra`, and the time (UTC, ISO 8601).
+
+    The lines python-json-logger made, field for field (tests/test_logs.py holds
+    the two side by side), for half its CPU: its generic field mapping was a
+    tenth of the gateway's CPU per order.
+    """
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+        self._encode = json.JSONEncoder(default=_as_json).encode
+        self._second: tuple[int, str] = (-1, "")  # the last whole second seen, and how it is written
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "service": self.service,
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exc_info"] = record.exc_text
+        if record.stack_info:
+            line["stack_info"] = self.formatStack(record.stack_info)
+        for key, value in record.__dict__.items():
+            if key not in RECORD_ATTRIBUTES and not key.startswith("_"):
+                line[key] = value
+        line["time"] = self._utc_time(record.created)
+        return self._encode(line)
+
+    def _utc_time(self, created: float) -> str:
+        """datetime.fromtimestamp(created, UTC).isoformat(), with the date and time of day made once a second."""
+        if created < 0:  # before 1970: no clock gives that; left to datetime's borrowing rules
+            return datetime.datetime.fromtimestamp(created, tz=datetime.UTC).isoformat()
+        fraction, whole = math.modf(created)  # as datetime splits a timestamp, rounding half to even
+        seconds, microseconds = int(whole), round(fraction * 1_000_000)
+        if microseconds >= 1_000_000:
+            seconds, microseconds = seconds + 1, microseconds - 1_000_000
+        second, written = self._second
+        if seconds != second:
+            written = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC).isoformat()[:-6]
+            self._second = (seconds, written)
+        return f"{written}.{microseconds:06d}+00:00" if microseconds else f"{written}+00:00"
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Send every log record, including gunicorn's and pika's, to stdout as JSON."""
     handler = BatchingHandler(sys.stdout)
-    handler.setFormatter(
-        JsonFormatter(
-            ["levelname", "name", "message"],
-            rename_fields={"levelname": "level", "name": "logger"},
-            static_fields={"service": service},
-            timestamp="time",
-        )
-    )
+    handler.setFormatter(JsonFormatter(service))
+    # No line shows the caller's file, thread or process, so no record looks them up: logging's own
+    # switches for this (the "Optimization" section of its HOWTO), a getpid() and a walk up the stack
+    # fewer per line.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
     root = logging.getLogger()
     for previous in root.handlers:
         if isinstance(previous, BatchingHandler):

@@ -100,9 +100,16 @@ def observe_request(route: str | None, method: str, status: int, seconds: float)
     # /api/movies/ is /api/movies (both are routed, to the same handler): one series per endpoint.
     route = route.rstrip("/") or "/" if route else UNMATCHED
     method = method if method in METHODS else OTHER_METHOD
-    HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    HTTP_DURATION.labels(route, method).observe(seconds)
+    requests, duration = _request_series(route, method, status)
+    requests.inc()
+    duration.observe(seconds)
     return route
+
+
+@functools.lru_cache(maxsize=4096)  # routes, methods and statuses are few: this holds every combination seen
+def _request_series(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    """The labelled series of one kind of answer, looked up once instead of by `labels()` (a lock) per request."""
+    return HTTP_REQUESTS.labels(route, method, str(status)), HTTP_DURATION.labels(route, method)
 
 
 def exposition() -> tuple[bytes, str]:

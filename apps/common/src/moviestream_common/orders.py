@@ -18,6 +18,7 @@ from typing import Any
 from moviestream_common.conventions import strict_json
 
 FIELDS = ("user_id", "number_of_items", "total_amount")
+_FIELD_SET = frozenset(FIELDS)
 MAX_BODY_BYTES = 16 * 1024
 MAX_USER_ID = 2**63 - 1
 MAX_ITEMS = 1_000_000
@@ -65,12 +66,11 @@ def parse_order(data: Any) -> Order:
     """An order from parsed JSON whose numbers are kept as their text (see parse_order_body), or InvalidOrder."""
     if not isinstance(data, dict):
         raise InvalidOrder("an order must be a JSON object")
-    missing = [name for name in FIELDS if name not in data]
-    if missing:
-        raise InvalidOrder(f"missing field(s): {', '.join(missing)}")
-    unknown = sorted(set(data) - set(FIELDS))
-    if unknown:
-        raise InvalidOrder(f"unknown field(s): {', '.join(unknown)}")
+    if data.keys() != _FIELD_SET:
+        missing = [name for name in FIELDS if name not in data]
+        if missing:
+            raise InvalidOrder(f"missing field(s): {', '.join(missing)}")
+        raise InvalidOrder(f"unknown field(s): {', '.join(sorted(data.keys() - _FIELD_SET))}")
     return Order(
         user_id=_whole_number(data["user_id"], "user_id", MAX_USER_ID),
         number_of_items=_whole_number(data["number_of_items"], "number_of_items", MAX_ITEMS),
@@ -97,9 +97,9 @@ def _whole_number(value: Any, field: str, maximum: int) -> int:
         if _BELOW_ONE.fullmatch(text):
             raise InvalidOrder(f"{field} must be between 1 and {maximum}")
         raise InvalidOrder(f"{field} must be a whole number in {_HOW_WRITTEN}: {_shown(text)}")
-    if len(text) > len(str(maximum)) or int(text) > maximum:
+    if len(text) > len(str(maximum)) or (number := int(text)) > maximum:
         raise InvalidOrder(f"{field} must be between 1 and {maximum}")
-    return int(text)
+    return number
 
 
 def _amount(value: Any) -> Decimal:
