@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pika
 import psycopg
@@ -44,14 +44,16 @@ class OrderWriteGate:
         self.timeout = timeout
         self.held: list[psycopg.Connection] = []
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="order-write-gate")
+        self.queued: Future[object] | None = None  # the second lock request, once made
 
     def __enter__(self) -> OrderWriteGate:
         self._hold().execute(LOCK_ORDERS)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self.queued is not None and not self.queued.done():
+            self.held[-1].cancel_safe()  # a lock request still queued would keep close() waiting
         for conn in self.held:
-            conn.cancel_safe()  # a lock request still queued would keep close() waiting
             conn.close()
         self.pool.shutdown()
 
@@ -59,11 +61,11 @@ class OrderWriteGate:
         first = self.held[0]
         wait_for(lambda: self._waiting(first), timeout=self.timeout, what="an insert waiting on the orders lock")
         second = self._hold()
-        queued = self.pool.submit(second.execute, LOCK_ORDERS)
+        self.queued = self.pool.submit(second.execute, LOCK_ORDERS)
         pid = second.info.backend_pid
         wait_for(lambda: pid in self._waiting(first), timeout=self.timeout, what="the second lock to queue")
         first.rollback()
-        queued.result(timeout=self.timeout)
+        self.queued.result(timeout=self.timeout)
 
     def _hold(self) -> psycopg.Connection:
         conn = self.connect()
