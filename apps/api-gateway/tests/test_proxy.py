@@ -3,7 +3,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from aiohttp import web
 
+from api_gateway import create_app
 from devtools.testing.aiohttp_server import BackgroundServer
 
 
@@ -46,6 +48,8 @@ def test_method_path_query_body_and_request_id_reach_the_inventory_unchanged(gat
     assert seen["headers"]["Content-Type"] == "application/json"
     assert seen["headers"]["X-Request-ID"] == "trace-42"
     assert "Cookie" not in seen["headers"]
+    assert seen["headers"]["Accept-Encoding"] == "identity"  # the body is passed on as it comes
+    assert seen["headers"]["User-Agent"] == "moviestream-api-gateway"
     assert response.headers["X-Request-ID"] == "trace-42"
 
 
@@ -144,3 +148,12 @@ def test_an_html_error_of_the_inventory_s_server_comes_out_as_json(gateway_for, 
     assert response.status == 414
     assert response.headers["Content-Type"] == "application/json; charset=utf-8"
     assert response.json() == {"error": "Request-URI Too Long"}
+
+
+def test_each_path_is_one_resource_of_the_router_and_a_movie_by_id_is_tried_first() -> None:
+    # aiohttp's router tries the resources under a path one after the other: one per method (as the
+    # routes were once added) made every GET /api/movies/<id> go through three before its own.
+    routed = [resource for resource in create_app().router.resources() if not isinstance(resource, web.StaticResource)]
+    paths = [resource.canonical for resource in routed]
+    assert len(paths) == len(set(paths)), paths
+    assert paths.index("/api/movies/{rest}") < paths.index("/api/movies")

@@ -29,4 +29,4 @@ async def post_order(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    add_route(app, "POST", "/api/billing", post_order)
+    add_route(app, ("POST",), "/api/billing", post_order)

@@ -89,10 +89,15 @@ async def _read_body(request: web.Request) -> None:
         raise BodyTooLate(f"the request body did not arrive within {seconds:g} s") from None
 
 
-def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
-    """`path` and `path/` alike: clients of the original API add the slash, and a POST would not follow a redirect."""
-    app.router.add_route(method, path, handler)
-    app.router.add_route(method, path + "/", handler)
+def add_route(app: web.Application, methods: tuple[str, ...], path: str, handler: Handler) -> None:
+    """`path` and `path/` alike: clients of the original API add the slash, and a POST would not follow a redirect.
+
+    Each path's methods are added one after the other, so aiohttp keeps them in
+    one resource: its router tries the resources under a path one by one.
+    """
+    for each_path in (path, path + "/"):
+        for method in methods:
+            app.router.add_route(method, each_path, handler)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -123,5 +128,5 @@ def add_probes(app: web.Application, readiness: Callable[[], Awaitable[dict[str,
         body, status = readiness_answer(await readiness())
         return web.json_response(body, status=status)
 
-    add_route(app, "GET", "/healthz", healthz)
-    add_route(app, "GET", "/readyz", readyz)
+    add_route(app, ("GET",), "/healthz", healthz)
+    add_route(app, ("GET",), "/readyz", readyz)

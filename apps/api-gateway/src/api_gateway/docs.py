@@ -62,8 +62,8 @@ async def swagger_initializer(_request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    add_route(app, "GET", "/openapi.json", openapi_json)
-    add_route(app, "GET", "/docs", swagger_page)
+    add_route(app, ("GET",), "/openapi.json", openapi_json)
+    add_route(app, ("GET",), "/docs", swagger_page)
     # Ahead of the static folder, which holds swagger-ui-bundle's own initializer (it shows the petstore).
     app.router.add_get("/docs/swagger-initializer.js", swagger_initializer, allow_head=False)
     app.router.add_static("/docs/", swagger_ui_path)

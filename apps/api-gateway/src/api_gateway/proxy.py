@@ -16,6 +16,8 @@ from moviestream_common.conventions import REQUEST_ID_HEADER, ApiError
 log = logging.getLogger(__name__)
 
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept")
+# The gateway passes the inventory's body on as it came, so it asks for no compression.
+REQUEST_DEFAULT_HEADERS = {"User-Agent": "moviestream-api-gateway", "Accept-Encoding": "identity"}
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Location", "Allow")
 # Exactly the methods the OpenAPI document gives each path, so the gateway's
 # own 405 names them in Allow (anything else never reaches the inventory).
@@ -75,7 +77,8 @@ class InventoryClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(**self._connector_args),
                 timeout=self._timeout,
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                # Set here rather than skipped per request (skip_auto_headers), which aiohttp copies the headers for.
+                headers=REQUEST_DEFAULT_HEADERS,
                 # The inventory sets no cookie; one it did set must not go on with other clients' requests.
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
@@ -177,9 +180,10 @@ CLIENT = web.AppKey("inventory_client", InventoryClient)
 
 
 async def forward(request: web.Request) -> web.Response:
-    headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
+    given = request.headers.get
+    headers = {name: value for name in FORWARDED_REQUEST_HEADERS if (value := given(name)) is not None}
     headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
-    body = await request.read()
+    body = await request.read() if request.body_exists else b""  # the middleware has read it already
     # raw_path is the target exactly as the client sent it, still percent-encoded; a trailing
     # slash is dropped so that /api/movies/ and /api/movies/1/ are the same resources without it.
     path, mark, query = request.raw_path.partition("?")
@@ -189,7 +193,8 @@ async def forward(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    for method in COLLECTION_METHODS:
-        add_route(app, method, "/api/movies", forward)
+    # The item route first: under /api/movies aiohttp's router tries it before the collection's,
+    # and a movie by ID is the busiest request.
     for method in ITEM_METHODS:
         app.router.add_route(method, "/api/movies/{rest:.+}", forward)  # rest takes any trailing slash
+    add_route(app, COLLECTION_METHODS, "/api/movies", forward)
