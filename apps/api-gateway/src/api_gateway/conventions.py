@@ -15,7 +15,6 @@ from api_gateway import metrics
 from moviestream_common.conventions import (
     REQUEST_ID_HEADER,
     ApiError,
-    access_log,
     log_access,
     readiness_answer,
     request_id_from,
@@ -109,9 +108,7 @@ class AccessLogger(AbstractAccessLogger):
         if started is not None:
             seconds = time.perf_counter() - started
         metrics.observe(request.get(ROUTE), request.method, response.status, seconds)
-        if access_log.isEnabledFor(logging.INFO):
-            request_id = response.headers.get(REQUEST_ID_HEADER, "")
-            log_access(request.method, request.path, response.status, seconds, request_id)
+        log_access(request.method, request.path, response.status, seconds, response.headers.get(REQUEST_ID_HEADER, ""))
 
     @property
     def enabled(self) -> bool:

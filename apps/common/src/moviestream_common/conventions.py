@@ -56,17 +56,24 @@ def readiness_answer(problems: dict[str, str]) -> tuple[dict[str, Any], int]:
 
 
 def log_access(method: str, path: str, status: int, seconds: float, request_id: str) -> None:
-    """The one access line per request, with the same fields from every service."""
-    access_log.info(
-        "request",
-        extra={
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-            "request_id": request_id,
-        },
+    """The one access line per request, with the same fields from every service.
+
+    The record is the one `access_log.info("request", extra=...)` makes, and goes
+    through the logger's level, filters and handlers as that would; made here
+    without the general path (the `extra` checks, the caller lookup), which took
+    half the line's time on the request's thread.
+    """
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    record = access_log.makeRecord(
+        access_log.name, logging.INFO, "(unknown file)", 0, "request", (), None, "(unknown function)"
     )
+    record.method = method
+    record.path = path
+    record.status = status
+    record.duration_ms = round(seconds * 1000, 3)
+    record.request_id = request_id
+    access_log.handle(record)
 
 
 def _reject_constant(name: str) -> None:
