@@ -26,6 +26,10 @@ def client() -> FlaskClient:
     def thing(thing_id: int) -> dict[str, int]:
         return {"id": thing_id}
 
+    @app.get("/broken")
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
     return app.test_client()
 
 
@@ -51,6 +55,19 @@ def test_requests_are_counted_by_route_template_method_and_status(client: FlaskC
     assert moved("moviestream_http_request_duration_seconds_count", route="/things/{thing_id}", method="GET") == 3
     assert moved(REQUESTS, route="unmatched", method="GET", status="404") == 1
     assert moved(REQUESTS, route="unmatched", method="POST", status="405") == 1
+
+
+def test_an_answer_of_an_error_handler_is_counted_under_its_route(client: FlaskClient) -> None:
+    before = scrape(client)
+    assert client.get("/broken").status_code == 500
+    assert client.get("/things/0x1").status_code == 404  # the converter refuses it: no route matched
+    after = scrape(client)
+    assert value(after, REQUESTS, route="/broken", method="GET", status="500") == (
+        value(before, REQUESTS, route="/broken", method="GET", status="500") + 1
+    )
+    assert value(after, REQUESTS, route="unmatched", method="GET", status="404") == (
+        value(before, REQUESTS, route="unmatched", method="GET", status="404") + 1
+    )
 
 
 def test_a_method_a_client_invents_is_counted_as_other(client: FlaskClient) -> None:

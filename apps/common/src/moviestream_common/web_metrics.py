@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import functools
 import re
-import time
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, has_request_context, request
 
 from moviestream_common import metrics
 
@@ -20,20 +19,20 @@ def route_template(rule: str) -> str:
 
 
 def instrument(app: Flask) -> None:
-    """Count every answer of `app` by its route template, and serve /metrics."""
-
-    @app.before_request
-    def _start_clock() -> None:
-        g.metrics_started = time.perf_counter()
-
-    @app.after_request
-    def _observe(response: Response) -> Response:
-        rule = route_template(request.url_rule.rule) if request.url_rule is not None else None
-        seconds = time.perf_counter() - g.get("metrics_started", time.perf_counter())
-        metrics.observe_request(rule, request.method, response.status_code, seconds)
-        return response
+    """Serve /metrics; each answer is counted by observe(), from the conventions' WSGI middleware."""
 
     @app.get(metrics.METRICS_PATH)
     def _metrics() -> Response:
         body, content_type = metrics.exposition()
         return Response(body, content_type=content_type)
+
+
+def observe(method: str, status: int, seconds: float) -> None:
+    """Count an answer of the Flask request being handled, by its route template ("unmatched" for none).
+
+    Called as the answer starts (moviestream_common.web), where Flask's request
+    is still current: Flask's before_request and after_request hooks did the same
+    for about an eighth of the inventory's CPU per read by id.
+    """
+    rule = request.url_rule if has_request_context() else None
+    metrics.observe_request(route_template(rule.rule) if rule is not None else None, method, status, seconds)
