@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 from collections.abc import Iterator
 
 import pytest
@@ -197,27 +198,63 @@ EXTRAS = [
 ]
 
 
+def _compact(line: str) -> str:
+    """A line of python-json-logger's written as ours are: the same fields, in the same order, without spaces."""
+    return json.dumps(json.loads(line), separators=(",", ":"))
+
+
+# An ASCII line is orjson's; a line with other characters (escaped, as json escapes them) is json's.
+ARGUMENTS = {"ascii": ("x", 3), "non-ascii": ("x\u00e9", 3)}
+
+
 @pytest.mark.parametrize("extra", EXTRAS, ids=range(len(EXTRAS)))
 @pytest.mark.parametrize("exc_info", [None, "raised"], ids=["plain", "exception"])
-def test_a_line_is_what_python_json_logger_wrote(extra: dict, exc_info: str | None) -> None:
+@pytest.mark.parametrize("args", ARGUMENTS.values(), ids=ARGUMENTS.keys())
+def test_a_line_is_what_python_json_logger_wrote(extra: dict, exc_info: str | None, args: tuple) -> None:
     record = logging.getLogger("shop.orders").makeRecord(
         "shop.orders",
         logging.WARNING,
         __file__,
         1,
         "order %s of %d",
-        ("x\u00e9", 3),
+        args,
         _raised() if exc_info else None,
         extra=extra,
     )
     ours, library = JsonFormatter("svc").format(record), _library_formatter().format(record)
-    assert ours == library
-    assert json.loads(ours)["message"] == "order x\u00e9 of 3"
+    assert ours == _compact(library)
+    assert ours.isascii()
+    assert json.loads(ours)["message"] == f"order {args[0]} of {args[1]}"
 
 
 def test_a_line_with_a_stack_is_what_python_json_logger_wrote() -> None:
     record = logging.makeLogRecord({"name": "x", "msg": "here", "stack_info": "Stack (most recent call last):\n  f"})
-    assert JsonFormatter("svc").format(record) == _library_formatter().format(record)
+    assert JsonFormatter("svc").format(record) == _compact(_library_formatter().format(record))
+
+
+class Amount(float):
+    pass
+
+
+class Pair(typing.NamedTuple):
+    left: int
+    right: str
+
+
+@pytest.mark.parametrize("text", ["ascii", "caf\u00e9"])
+def test_subclasses_of_float_and_tuple_are_written_as_json_writes_them(text: str) -> None:
+    record = logging.makeLogRecord({"msg": text, "amount": Amount(2.5), "pair": Pair(1, "b"), "keys": {1: "one"}})
+    line = json.loads(JsonFormatter("svc").format(record))
+    assert (line["amount"], line["pair"], line["keys"]) == (2.5, [1, "b"], {"1": "one"})
+
+
+@pytest.mark.parametrize("text", ["ascii", "caf\u00e9"])
+def test_nan_and_infinities_are_written_as_null_so_the_line_stays_json(text: str) -> None:
+    nan, inf = float("nan"), float("inf")
+    record = logging.makeLogRecord({"msg": text, "ratio": nan, "nested": {"low": -inf, "all": [inf, 1.0]}})
+    line = JsonFormatter("svc").format(record)
+    parsed = json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in {line}"))
+    assert (parsed["ratio"], parsed["nested"]) == (None, {"low": None, "all": [None, 1.0]})
 
 
 @pytest.mark.parametrize(

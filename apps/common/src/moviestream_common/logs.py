@@ -16,9 +16,14 @@ import sys
 import threading
 from typing import Any, TextIO
 
+import orjson
+
 FLUSH_SECONDS = 0.2
 # What every LogRecord carries; any other attribute is a field the call passed in `extra`.
 RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# orjson writes str, int, float, bool, None, dicts, lists, tuples and enums as json does; dates,
+# times and dataclasses are left to _for_orjson, as json's encoder leaves them to its `default`.
+ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 class BatchingHandler(logging.StreamHandler):
@@ -136,6 +141,26 @@ def _as_json(value: Any) -> Any:
     return value.__name__ if isinstance(value, type) else _shown(value)
 
 
+def _for_orjson(value: Any) -> Any:
+    """_as_json, and what json writes itself but orjson leaves to `default`: subclasses of float and tuple."""
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, tuple):  # a named tuple
+        return list(value)
+    return _as_json(value)
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinities as None, as orjson writes them, for json's encoder."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _shown(value: object) -> str:
     for show in (str, repr):
         with contextlib.suppress(Exception):  # a field that cannot be shown must not lose the line
@@ -147,15 +172,20 @@ class JsonFormatter(logging.Formatter):
     """A record as one JSON object: level, logger, message, service, exc_info and stack_info where there
     are some, the fields passed in `extra`, and the time (UTC, ISO 8601).
 
-    The lines python-json-logger made, field for field (tests/test_logs.py holds
-    the two side by side), for half its CPU: its generic field mapping was a
-    tenth of the gateway's CPU per order.
+    The fields python-json-logger wrote, in its order and with its values
+    (tests/test_logs.py holds the two side by side), for half its CPU: its
+    generic field mapping was a tenth of the gateway's CPU per order. The JSON
+    is orjson's, a tenth of the time of json's encoder for an access line (half
+    the line's cost), without spaces; lines stay ASCII as json's are: a line
+    orjson would write with other characters, or cannot write (an integer
+    beyond 64 bits), is json's. NaN and infinities are written as null, which
+    JSON parsers take.
     """
 
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
-        self._encode = json.JSONEncoder(default=_as_json).encode
+        self._json = json.JSONEncoder(default=_as_json, separators=(",", ":")).encode
         self._second: tuple[int, str] = (-1, "")  # the last whole second seen, and how it is written
 
     def format(self, record: logging.LogRecord) -> str:
@@ -176,6 +206,13 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         line["time"] = self._utc_time(record.created)
         return self._encode(line)
+
+    def _encode(self, line: dict[str, Any]) -> str:
+        try:
+            encoded = orjson.dumps(line, default=_for_orjson, option=ORJSON_OPTIONS)
+        except orjson.JSONEncodeError:
+            return self._json(_finite(line))
+        return encoded.decode() if encoded.isascii() else self._json(_finite(line))
 
     def _utc_time(self, created: float) -> str:
         """datetime.fromtimestamp(created, UTC).isoformat(), with the date and time of day made once a second."""
