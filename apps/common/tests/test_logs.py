@@ -251,10 +251,13 @@ def test_subclasses_of_float_and_tuple_are_written_as_json_writes_them(text: str
 @pytest.mark.parametrize("text", ["ascii", "caf\u00e9"])
 def test_nan_and_infinities_are_written_as_null_so_the_line_stays_json(text: str) -> None:
     nan, inf = float("nan"), float("inf")
-    record = logging.makeLogRecord({"msg": text, "ratio": nan, "nested": {"low": -inf, "all": [inf, 1.0]}})
+    record = logging.makeLogRecord(
+        {"msg": text, "ratio": nan, "nested": {"low": -inf, "all": [inf, 1.0]}, "point": Point(1, nan)}
+    )
     line = JsonFormatter("svc").format(record)
     parsed = json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in {line}"))
     assert (parsed["ratio"], parsed["nested"]) == (None, {"low": None, "all": [None, 1.0]})
+    assert parsed["point"] == {"x": 1, "y": None}
 
 
 @pytest.mark.parametrize(

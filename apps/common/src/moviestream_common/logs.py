@@ -137,7 +137,7 @@ def _as_json(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return base64.urlsafe_b64encode(value).decode()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+        return _finite(dataclasses.asdict(value))  # json's encoder writes what default returns as it is
     return value.__name__ if isinstance(value, type) else _shown(value)
 
 
@@ -210,9 +210,11 @@ class JsonFormatter(logging.Formatter):
     def _encode(self, line: dict[str, Any]) -> str:
         try:
             encoded = orjson.dumps(line, default=_for_orjson, option=ORJSON_OPTIONS)
+            if encoded.isascii():
+                return encoded.decode()
         except orjson.JSONEncodeError:
-            return self._json(_finite(line))
-        return encoded.decode() if encoded.isascii() else self._json(_finite(line))
+            pass
+        return self._json(_finite(line))
 
     def _utc_time(self, created: float) -> str:
         """datetime.fromtimestamp(created, UTC).isoformat(), with the date and time of day made once a second."""
