@@ -144,11 +144,15 @@ class Seen:
 
 @dataclass
 class Scripted:
-    """Each request is answered with what `reply(seen)` returns: bytes to send, or None to close unanswered."""
+    """Each request is answered with what `reply(seen)` returns: bytes to send, or None to close unanswered.
+
+    With `close_after`, each connection is closed once its answer has gone.
+    """
 
     reply: Callable[[Seen], bytes | None]
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
+    close_after: bool = False
 
 
 def _read_request(conn: socket.socket, buffer: bytearray) -> tuple[bytes, bytes] | None:
@@ -183,6 +187,8 @@ def scripted() -> Iterator[Callable[[Callable[[Seen], bytes | None]], Scripted]]
                 if answer is None:
                     return
                 conn.sendall(answer)
+                if server.close_after:
+                    return
 
     def accept() -> None:
         index = 0

@@ -1,16 +1,16 @@
-"""/api/movies: forwarded to the inventory API with aiohttp's client, over pooled keep-alive connections."""
+"""/api/movies: forwarded to the inventory API over pooled keep-alive connections (api_gateway.http_pool)."""
 
 from __future__ import annotations
 
 import logging
 from http import HTTPStatus
 
-import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from api_gateway.conventions import REQUEST_ID, add_route, error_response
+from api_gateway.http_pool import AnswerTooLarge, ConnectionPool, UpstreamError
 from moviestream_common.conventions import REQUEST_ID_HEADER, ApiError
 
 log = logging.getLogger(__name__)
@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept")
 # The gateway passes the inventory's body on as it came, so it asks for no compression.
 REQUEST_DEFAULT_HEADERS = {"User-Agent": "moviestream-api-gateway", "Accept-Encoding": "identity"}
+READINESS_TIMEOUT = 2.0
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Location", "Allow")
 # Exactly the methods the OpenAPI document gives each path, so the gateway's
 # own 405 names them in Allow (anything else never reaches the inventory).
@@ -35,18 +36,13 @@ MAX_CONNECTIONS = 32
 IDLE_SECONDS = 15.0
 
 
-class AnswerTooLarge(Exception):
-    """The inventory's answer is larger than the gateway holds in memory."""
-
-
 class InventoryClient:
-    """The inventory API at `base_url` through one aiohttp ClientSession per worker.
+    """The inventory API at `base_url`, through one connection pool per worker.
 
-    `connect_timeout` bounds the wait for a pooled connection plus the
-    connecting of a new one; `read_timeout` bounds the whole exchange, that
-    wait included. aiohttp sends a request once more on a new connection when
-    a kept-alive one turns out closed, for idempotent methods only: a POST is
-    never sent twice.
+    `connect_timeout` bounds the connecting of a new connection; `read_timeout`
+    bounds the whole exchange, the wait for a free connection included. A
+    request whose connection closes before the answer's head is sent once more
+    on a new connection, for idempotent methods only: a POST is never sent twice.
     """
 
     def __init__(
@@ -60,52 +56,40 @@ class InventoryClient:
         max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         url = URL(base_url)
-        if url.scheme != "http" or not url.host:
-            raise ValueError(f"the inventory must be an http:// URL with a host, got {base_url!r}")
+        if url.scheme != "http" or not url.host or url.raw_user or url.query_string or url.raw_fragment:
+            raise ValueError(f"the inventory must be an http:// URL with a host, no user or query: {base_url!r}")
         self.base_url = str(url).rstrip("/")
         self._origin = url.origin()
         self._prefix = url.raw_path.rstrip("/")
         self.max_answer_bytes = max_answer_bytes
-        self._timeout = aiohttp.ClientTimeout(total=read_timeout, connect=connect_timeout, sock_connect=connect_timeout)
-        self._connector_args = {"limit": max_connections, "keepalive_timeout": idle_seconds}
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        # Made on first use, inside the worker's running event loop.
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(**self._connector_args),
-                timeout=self._timeout,
-                # Set here rather than skipped per request (skip_auto_headers), which aiohttp copies the headers for.
-                headers=REQUEST_DEFAULT_HEADERS,
-                # The inventory sets no cookie; one it did set must not go on with other clients' requests.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+        self._read_timeout = read_timeout
+        self._pool = ConnectionPool(
+            url.host,
+            url.port or 80,
+            host_header=url.host_port_subcomponent or url.host,
+            limit=max_connections,
+            idle_seconds=idle_seconds,
+            connect_timeout=connect_timeout,
+            max_answer_bytes=max_answer_bytes,
+        )
 
     async def forward(self, method: str, target: str, body: bytes, headers: dict[str, str]) -> web.Response:
         """Send the request on and answer with the inventory's status, body and content headers."""
         try:
-            async with self.session.request(
-                method,
-                URL(self.base_url + target, encoded=True),
-                data=body or None,
-                headers=headers,
-                allow_redirects=False,
-            ) as upstream:
-                content = await self._read(upstream)
+            upstream = await self._pool.request(
+                method, self._prefix + target, body, REQUEST_DEFAULT_HEADERS | headers, timeout=self._read_timeout
+            )
         except TimeoutError:
             log.warning("inventory timed out", extra={"target": target})
             raise ApiError(504, "the inventory API did not answer in time") from None
         except AnswerTooLarge:
             log.warning("inventory answer too large", extra={"target": target})
             raise ApiError(502, f"the inventory API's answer is larger than {self.max_answer_bytes} bytes") from None
-        except aiohttp.ClientError as exc:
-            log.warning("inventory unreachable", extra={"error": repr(exc)})
+        except UpstreamError as exc:
+            log.warning("inventory unreachable", extra={"error": str(exc)})
             raise ApiError(502, "the inventory API is unreachable") from None
         headers = self._answer_headers(upstream.headers)
-        if upstream.status >= 300 and upstream.content_type != "application/json":
+        if upstream.status >= 300 and _media_type(upstream.headers) != "application/json":
             # Not the inventory's API but a layer around it (gunicorn's HTML 414, werkzeug's redirect page
             # naming the inventory's address): the status and headers are passed on, the page is not.
             if upstream.status < 400:
@@ -114,23 +98,9 @@ class InventoryClient:
             answer = error_response(upstream.status, _phrase(upstream.status))
             answer.headers.extend((name, value) for name, value in headers.items() if name == "Allow")
             return answer
-        return web.Response(body=content, status=upstream.status, headers=headers)
+        return web.Response(body=upstream.body, status=upstream.status, headers=headers)
 
-    async def _read(self, upstream: aiohttp.ClientResponse) -> bytes:
-        declared = upstream.content_length
-        if declared is not None:
-            if declared > self.max_answer_bytes:
-                raise AnswerTooLarge
-            return await upstream.read()  # aiohttp reads no more than the declared length
-        chunks, size = [], 0
-        async for chunk in upstream.content.iter_any():
-            size += len(chunk)
-            if size > self.max_answer_bytes:
-                raise AnswerTooLarge  # leaving the `async with` closes the connection, half read
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _answer_headers(self, upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    def _answer_headers(self, upstream: CIMultiDict[str]) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict()
         for name in FORWARDED_RESPONSE_HEADERS:
             for value in upstream.getall(name, ()):
@@ -158,15 +128,20 @@ class InventoryClient:
     async def problem(self) -> str | None:
         """Why the inventory is not ready, or None when its /readyz answers 200."""
         try:
-            async with self.session.get(self.base_url + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as answer:
-                status = answer.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            answer = await self._pool.request(
+                "GET", self._prefix + "/readyz", b"", REQUEST_DEFAULT_HEADERS, timeout=READINESS_TIMEOUT
+            )
+        except (UpstreamError, TimeoutError) as exc:
             return type(exc).__name__
-        return None if status == 200 else f"/readyz answered {status}"
+        return None if answer.status == 200 else f"/readyz answered {answer.status}"
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._pool.close()
+
+
+def _media_type(headers: CIMultiDict[str]) -> str:
+    """The Content-Type's type/subtype, lowercased, as aiohttp's ClientResponse.content_type gives it."""
+    return headers.get("Content-Type", "application/octet-stream").partition(";")[0].strip().lower()
 
 
 def _phrase(status: int) -> str:
