@@ -64,8 +64,8 @@ class _Connection(asyncio.Protocol):
 
     def exchange(self, request: bytes) -> asyncio.Future[Answer]:
         assert self.transport is not None
-        self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[str, str]] = []
+        self._head: CIMultiDict[str] = CIMultiDict()
         self._body: list[bytes] = []
         self._size = 0
         self._in_head = True
@@ -88,6 +88,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # One parser for the connection's answers, one after the other; an error closes the connection.
+        self._parser = httptools.HttpResponseParser(self)
 
     def data_received(self, data: bytes) -> None:
         answer = self._answer
@@ -142,7 +144,7 @@ class _Connection(asyncio.Protocol):
         if status < 200:
             return  # informational: the answer comes after it
         self._head_done = True
-        headers = CIMultiDict(self._headers)
+        self._head = headers = CIMultiDict(self._headers)
         declared = headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_answer_bytes:
             self._error = AnswerTooLarge()
@@ -168,7 +170,7 @@ class _Connection(asyncio.Protocol):
         self.reusable = not self._to_eof and self._parser.should_keep_alive()
         answer = self._answer
         if answer is not None and not answer.done():
-            answer.set_result(Answer(self._parser.get_status_code(), CIMultiDict(self._headers), b"".join(self._body)))
+            answer.set_result(Answer(self._parser.get_status_code(), self._head, b"".join(self._body)))
 
     def _fail(self, error: UpstreamError) -> None:
         self.close()
