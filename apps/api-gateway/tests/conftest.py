@@ -186,7 +186,10 @@ def scripted() -> Iterator[Callable[[Callable[[Seen], bytes | None]], Scripted]]
                 answer = server.reply(seen)
                 if answer is None:
                     return
-                conn.sendall(answer)
+                try:
+                    conn.sendall(answer)
+                except OSError:  # the client hung up before taking it all (as on an answer it refuses)
+                    return
                 if server.close_after:
                     return
 

@@ -54,6 +54,7 @@ SCRIPTS: dict[str, tuple[bytes | None, bool]] = {
     "not-http": (b"NOT HTTP AT ALL\r\n\r\n", False),
     "bad-chunk-size": (CHUNKED + b"zz\r\nabc\r\n0\r\n\r\n", False),
     "two-content-lengths": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", False),
+    "chunked-then-gzip": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nraw to the end", True),
     "length-and-chunked": (
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         False,
@@ -202,3 +203,36 @@ def test_a_line_break_that_would_split_the_request_is_refused(scripted, target, 
     with pytest.raises(ValueError, match="line break"):
         asyncio.run(pool.request("GET", target, b"", headers, timeout=1))
     assert server.seen == []
+
+
+def test_a_head_that_never_ends_is_refused_once_past_the_limit(scripted) -> None:
+    server = scripted(lambda _: b"HTTP/1.1 200 OK\r\nX-Big: " + b"v" * 200_000)
+    assert asyncio.run(_with_pool(server.url, "GET", b"")) == [("failed",), ("failed",)]
+
+
+def test_a_body_far_larger_than_the_framing_limit_is_read(scripted) -> None:
+    body = b"x" * 300_000
+    server = scripted(lambda _: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    url = URL(server.url)
+    pool = ConnectionPool(
+        url.host, url.port, host_header="x", limit=1, idle_seconds=1, connect_timeout=1, max_answer_bytes=10**6
+    )
+    answer = asyncio.run(pool.request("GET", "/", b"", {}, timeout=5))
+    assert answer.body == body
+
+
+def test_a_request_header_outside_latin_1_is_sent_as_utf_8(scripted) -> None:
+    server = scripted(lambda _: OK)
+    outcomes = asyncio.run(_accept(server.url))
+    assert outcomes == 200
+    assert "Accept: x/€\r\n".encode() in server.seen[0].head + b"\r\n"
+
+
+async def _accept(url: str) -> int:
+    target = URL(url)
+    pool = ConnectionPool(
+        target.host, target.port, host_header="x", limit=1, idle_seconds=1, connect_timeout=1, max_answer_bytes=LIMIT
+    )
+    answer = await pool.request("GET", "/", b"", {"Accept": "x/€"}, timeout=1)
+    await pool.close()
+    return answer.status

@@ -29,6 +29,9 @@ BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # aiohttp's client's limits for one header line, and for the number of headers.
 MAX_FIELD_BYTES = 8190
 MAX_HEADERS = 128
+# Everything but the body (status line, headers, chunk sizes, trailers): httptools holds a header whole
+# before it calls back, so the bytes fed are counted here instead.
+MAX_FRAMING_BYTES = 64 * 1024
 
 
 class UpstreamError(Exception):
@@ -59,22 +62,29 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.reusable = False
         self._answer: asyncio.Future[Answer] | None = None
+        # Bytes or EOF may come before the first exchange (a server that speaks first, or closes at once).
+        self._to_eof = self._complete = self._head_done = False
+        self._error: UpstreamError | None = None
+        self._fed = self._size = 0
 
     # -- the exchange ----------------------------------------------------------------------------
 
     def exchange(self, request: bytes) -> asyncio.Future[Answer]:
-        assert self.transport is not None
+        answer = asyncio.get_running_loop().create_future()
+        if self.transport is None or self.transport.is_closing():
+            answer.set_exception(Disconnected("the connection closed before the request was sent"))
+            return answer
         self._headers: list[tuple[str, str]] = []
         self._head: CIMultiDict[str] = CIMultiDict()
         self._body: list[bytes] = []
-        self._size = 0
+        self._size = self._fed = 0
         self._in_head = True
         self._head_done = False  # the final (not informational) answer's head has come
         self._to_eof = False  # its body ends when the connection does
         self._complete = False
         self._error: UpstreamError | None = None
         self.reusable = False
-        self._answer = answer = asyncio.get_running_loop().create_future()
+        self._answer = answer
         self.transport.write(request)
         return answer
 
@@ -96,6 +106,7 @@ class _Connection(asyncio.Protocol):
         if answer is None or answer.done() or self._complete:  # bytes no request asked for
             self.close()
             return
+        self._fed += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError:
@@ -104,6 +115,10 @@ class _Connection(asyncio.Protocol):
             self._fail(UpstreamError("the upstream switched protocols"))
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"malformed answer: {exc}"))
+        else:
+            # Checked once the body in `data` is counted: what is not body is the head and the framing.
+            if self._fed - self._size > MAX_FRAMING_BYTES and not self._complete:
+                self._fail(UpstreamError("the answer's head or framing is larger than allowed"))
 
     def eof_received(self) -> None:
         if self._to_eof and not self._complete:
@@ -149,7 +164,8 @@ class _Connection(asyncio.Protocol):
         if declared is not None and declared.isdigit() and int(declared) > self._max_answer_bytes:
             self._error = AnswerTooLarge()
             raise self._error
-        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+        codings = ",".join(headers.getall("Transfer-Encoding", ())).lower().split(",")
+        chunked = codings[-1].strip() == "chunked"
         self._to_eof = declared is None and not chunked and status not in (204, 304)
 
     def on_body(self, body: bytes) -> None:
@@ -247,7 +263,7 @@ class ConnectionPool:
         # Only the line breaks between the lines: none may come from a target, a name or a value.
         if head.count("\n") != len(lines) or head.count("\r") != len(lines) or not method.isalpha():
             raise ValueError("a request line or header with a line break, or a method that is not a token")
-        return head.encode("latin-1") + body
+        return head.encode("utf-8", "surrogateescape") + body  # as aiohttp's client encodes a head
 
     def _take(self) -> _Connection | None:
         now = asyncio.get_running_loop().time()
@@ -266,6 +282,8 @@ class ConnectionPool:
                 _, connection = await loop.create_connection(
                     lambda: _Connection(self._max_answer_bytes), self.host, self.port
                 )
+        except TimeoutError:
+            raise  # an OSError too, but answered as a timeout (504), as aiohttp's client's was
         except OSError as exc:
             raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         return connection
