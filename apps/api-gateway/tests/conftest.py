@@ -157,7 +157,10 @@ class Scripted:
 
 def _read_request(conn: socket.socket, buffer: bytearray) -> tuple[bytes, bytes] | None:
     while b"\r\n\r\n" not in buffer:
-        chunk = conn.recv(65536)
+        try:
+            chunk = conn.recv(65536)
+        except ConnectionResetError:  # the client closed with an answer unread (one it refused)
+            return None
         if not chunk:
             return None
         buffer += chunk

@@ -73,17 +73,21 @@ SCRIPTS: dict[str, tuple[bytes | None, bool]] = {
 }
 
 
-async def _with_pool(url: str, method: str, body: bytes) -> list[tuple[object, ...]]:
+def _pool(url: str, max_answer_bytes: int = LIMIT) -> ConnectionPool:
     target = URL(url)
-    pool = ConnectionPool(
+    return ConnectionPool(
         target.host,
         target.port,
         host_header=target.host_port_subcomponent,
         limit=4,
         idle_seconds=15,
         connect_timeout=1,
-        max_answer_bytes=LIMIT,
+        max_answer_bytes=max_answer_bytes,
     )
+
+
+async def _with_pool(url: str, method: str, body: bytes) -> list[tuple[object, ...]]:
+    pool = _pool(url)
     outcomes = []
     for _ in range(2):
         try:
@@ -196,10 +200,7 @@ def test_a_second_answer_to_one_request_is_not_kept_for_the_next(scripted) -> No
 )
 def test_a_line_break_that_would_split_the_request_is_refused(scripted, target, headers) -> None:
     server = scripted(lambda _: OK)
-    url = URL(server.url)
-    pool = ConnectionPool(
-        url.host, url.port, host_header="x", limit=1, idle_seconds=1, connect_timeout=1, max_answer_bytes=LIMIT
-    )
+    pool = _pool(server.url)
     with pytest.raises(ValueError, match="line break"):
         asyncio.run(pool.request("GET", target, b"", headers, timeout=1))
     assert server.seen == []
@@ -213,10 +214,7 @@ def test_a_head_that_never_ends_is_refused_once_past_the_limit(scripted) -> None
 def test_a_body_far_larger_than_the_framing_limit_is_read(scripted) -> None:
     body = b"x" * 300_000
     server = scripted(lambda _: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-    url = URL(server.url)
-    pool = ConnectionPool(
-        url.host, url.port, host_header="x", limit=1, idle_seconds=1, connect_timeout=1, max_answer_bytes=10**6
-    )
+    pool = _pool(server.url, max_answer_bytes=10**6)
     answer = asyncio.run(pool.request("GET", "/", b"", {}, timeout=5))
     assert answer.body == body
 
@@ -229,10 +227,7 @@ def test_a_request_header_outside_latin_1_is_sent_as_utf_8(scripted) -> None:
 
 
 async def _accept(url: str) -> int:
-    target = URL(url)
-    pool = ConnectionPool(
-        target.host, target.port, host_header="x", limit=1, idle_seconds=1, connect_timeout=1, max_answer_bytes=LIMIT
-    )
+    pool = _pool(url)
     answer = await pool.request("GET", "/", b"", {"Accept": "x/€"}, timeout=1)
     await pool.close()
     return answer.status
