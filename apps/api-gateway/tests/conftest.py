@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -118,6 +119,16 @@ def silent_upstream() -> Iterator[str]:
 
 
 @pytest.fixture
+def unaccepting_upstream() -> Iterator[str]:
+    """A server whose accept queue is full: a new connection is never made (its SYN goes unanswered)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    filler = socket.create_connection(listener.getsockname())  # the one connection a backlog of 0 holds
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    filler.close()
+    listener.close()
+
+
+@pytest.fixture
 def queue_reader(billing_queue: str) -> Iterator[Callable[[], list[tuple[pika.BasicProperties, bytes]]]]:
     connection = pika.BlockingConnection(RabbitSettings.from_env().parameters())
     channel = connection.channel()
@@ -146,13 +157,15 @@ class Seen:
 class Scripted:
     """Each request is answered with what `reply(seen)` returns: bytes to send, or None to close unanswered.
 
-    With `close_after`, each connection is closed once its answer has gone.
+    `after` each answer the connection is kept open ("keep"), closed ("close") or reset ("reset"); `at_accept`
+    is sent as soon as a connection is accepted, before any request (None: the connection is closed at once).
     """
 
     reply: Callable[[Seen], bytes | None]
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
-    close_after: bool = False
+    after: str = "keep"
+    at_accept: bytes | None = b""
 
 
 def _read_request(conn: socket.socket, buffer: bytearray) -> tuple[bytes, bytes] | None:
@@ -183,6 +196,9 @@ def scripted() -> Iterator[Callable[[Callable[[Seen], bytes | None]], Scripted]]
     def serve(conn: socket.socket, index: int) -> None:
         buffer = bytearray()
         with conn:
+            if server.at_accept is None:
+                return
+            conn.sendall(server.at_accept)
             while (request := _read_request(conn, buffer)) is not None:
                 seen = Seen(index, *request)
                 server.seen.append(seen)
@@ -193,7 +209,9 @@ def scripted() -> Iterator[Callable[[Callable[[Seen], bytes | None]], Scripted]]
                     conn.sendall(answer)
                 except OSError:  # the client hung up before taking it all (as on an answer it refuses)
                     return
-                if server.close_after:
+                if server.after == "reset":  # an RST instead of a FIN: the socket closes with its linger at zero
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                if server.after != "keep":
                     return
 
     def accept() -> None:

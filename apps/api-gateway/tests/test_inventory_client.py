@@ -1,4 +1,4 @@
-"""The inventory client (aiohttp's, pooled) against a scripted upstream that answers, closes or misbehaves on cue."""
+"""The inventory client (on api_gateway.http_pool) against a scripted upstream that answers, closes or misbehaves."""
 
 from __future__ import annotations
 

@@ -77,6 +77,15 @@ def test_inventory_that_does_not_answer_gives_504_after_the_timeout(gateway_for,
     assert time.monotonic() - started < 3
 
 
+def test_inventory_that_cannot_be_connected_to_in_time_gives_504(gateway_for, unaccepting_upstream) -> None:
+    client: BackgroundServer = gateway_for(unaccepting_upstream, INVENTORY_CONNECT_TIMEOUT="0.3")
+    started = time.monotonic()
+    response = client.get("/api/movies")
+    assert response.status == 504
+    assert response.json() == {"error": "the inventory API did not answer in time"}
+    assert time.monotonic() - started < 3
+
+
 def test_readiness_names_the_dependency_that_does_not_answer(gateway_for, inventory_url, unused_port) -> None:
     assert gateway_for(inventory_url).get("/readyz").status == 200
     down = gateway_for(f"http://127.0.0.1:{unused_port}").get("/readyz")

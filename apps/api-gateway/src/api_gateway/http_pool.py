@@ -10,12 +10,16 @@ What it keeps of aiohttp's behaviour: a bounded pool whose wait counts in the
 request's timeout; idle connections closed after `idle_seconds`; informational
 (1xx) answers skipped; repeated headers kept; trailers ignored; answers read
 to EOF where no length is given; an idempotent request sent once more when
-its connection closes before the answer's head (RFC 9112, 9.3.1).
+its connection closes before the answer's head (RFC 9112, 9.3.1); a HEAD
+answer ended by its head, whatever length it names; and the
+three leniencies its parser allows an answer (a bare LF for CRLF, obs-fold
+and other odd header values, spaces after a chunk size).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +36,9 @@ MAX_HEADERS = 128
 # Everything but the body (status line, headers, chunk sizes, trailers): httptools holds a header whole
 # before it calls back, so the bytes fed are counted here instead.
 MAX_FRAMING_BYTES = 64 * 1024
+# A header name (RFC 9110, 5.1). lenient_headers lets llhttp take "Content-Length :" as a length and hand the
+# name over with its space, which would slip past this client's own checks of the framing headers.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class UpstreamError(Exception):
@@ -44,6 +51,14 @@ class Disconnected(UpstreamError):
 
 class AnswerTooLarge(UpstreamError):
     """The answer's body is larger than the client holds in memory."""
+
+
+class PoolClosed(UpstreamError):
+    """The pool was closed before the answer came."""
+
+
+class _HeadAnswered(Exception):
+    """Stops the parser once a HEAD answer's head has come: llhttp cannot be told it has no body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +78,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0
         self._answer: asyncio.Future[Answer] | None = None
+        self._head_only = False  # the request was a HEAD
         # Bytes or EOF may come before the first exchange (a server that speaks first, or closes at once).
         self._start_answer()
 
@@ -81,13 +97,14 @@ class _Connection(asyncio.Protocol):
 
     # -- the exchange ----------------------------------------------------------------------------
 
-    def exchange(self, request: bytes) -> asyncio.Future[Answer]:
+    def exchange(self, request: bytes, *, head_only: bool = False) -> asyncio.Future[Answer]:
         answer = asyncio.get_running_loop().create_future()
         if self.transport is None or self.transport.is_closing():
             answer.set_exception(Disconnected("the connection closed before the request was sent"))
             return answer
         self._start_answer()
         self._answer = answer
+        self._head_only = head_only
         self.transport.write(request)
         return answer
 
@@ -103,6 +120,11 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         # One parser for the connection's answers, one after the other; an error closes the connection.
         self._parser = httptools.HttpResponseParser(self)
+        # The leniencies aiohttp's client allows an answer (its parser is llhttp too), and no other;
+        # the names of the headers are held to the RFC all the same (on_header).
+        self._parser.set_dangerous_leniencies(
+            lenient_headers=True, lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
+        )
 
     def data_received(self, data: bytes) -> None:
         answer = self._answer
@@ -112,16 +134,16 @@ class _Connection(asyncio.Protocol):
         self._fed += len(data)
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError:
-            self._fail(self._error or UpstreamError("the answer could not be read"))
+        except httptools.HttpParserCallbackError:  # _HeadAnswered included: the answer is done, the connection too
+            self.fail(self._error or UpstreamError("the answer could not be read"))
         except httptools.HttpParserUpgrade:
-            self._fail(UpstreamError("the upstream switched protocols"))
+            self.fail(UpstreamError("the upstream switched protocols"))
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(f"malformed answer: {exc}"))
+            self.fail(UpstreamError(f"malformed answer: {exc}"))
         else:
             # Checked once the body in `data` is counted: what is not body is the head and the framing.
             if self._fed - self._size > MAX_FRAMING_BYTES and not self._complete:
-                self._fail(UpstreamError("the answer's head or framing is larger than allowed"))
+                self.fail(UpstreamError("the answer's head or framing is larger than allowed"))
 
     def eof_received(self) -> None:
         if self._to_eof and not self._complete:
@@ -133,9 +155,9 @@ class _Connection(asyncio.Protocol):
         self.reusable = False
         if self._answer is not None and not self._answer.done():
             if self._head_done:
-                self._fail(UpstreamError("the connection closed before the answer's end"))
+                self.fail(UpstreamError("the connection closed before the answer's end"))
             else:
-                self._fail(Disconnected(f"the connection closed before an answer: {exc or 'EOF'}"))
+                self.fail(Disconnected(f"the connection closed before an answer: {exc or 'EOF'}"))
 
     # -- httptools' callbacks --------------------------------------------------------------------
 
@@ -152,6 +174,9 @@ class _Connection(asyncio.Protocol):
         if len(name) > MAX_FIELD_BYTES or len(value) > MAX_FIELD_BYTES or len(self._headers) >= MAX_HEADERS:
             self._error = UpstreamError("the answer's head is larger than allowed")
             raise self._error
+        if not _TOKEN.fullmatch(name) or b"\0" in value:  # a NUL, as aiohttp's client (RFC 9110, 5.5)
+            self._error = UpstreamError("a header name that is not a token, or a NUL in a value")
+            raise self._error
         # llhttp drops the whitespace before a value, not after it (RFC 9110, 5.5: neither is the value's).
         value = value.rstrip(b" \t")
         self._headers.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
@@ -163,13 +188,18 @@ class _Connection(asyncio.Protocol):
             return  # informational: the answer comes after it
         self._head_done = True
         self._head = headers = CIMultiDict(self._headers)
+        if self._head_only:
+            self._finish()
+            self.reusable = False  # the parser would read the Content-Length it names as a body to come
+            raise _HeadAnswered
         declared = headers.get("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_answer_bytes:
+        bodiless = status in (204, 304)
+        if declared is not None and not bodiless and declared.isdigit() and int(declared) > self._max_answer_bytes:
             self._error = AnswerTooLarge()
             raise self._error
         codings = ",".join(headers.getall("Transfer-Encoding", ())).lower().split(",")
         chunked = codings[-1].strip() == "chunked"
-        self._to_eof = declared is None and not chunked and status not in (204, 304)
+        self._to_eof = declared is None and not chunked and not bodiless
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
@@ -191,7 +221,8 @@ class _Connection(asyncio.Protocol):
         if answer is not None and not answer.done():
             answer.set_result(Answer(self._parser.get_status_code(), self._head, b"".join(self._body)))
 
-    def _fail(self, error: UpstreamError) -> None:
+    def fail(self, error: UpstreamError) -> None:
+        """End the exchange with `error`, and the connection with it."""
         self.close()
         if self._answer is not None and not self._answer.done():
             self._answer.set_exception(error)
@@ -218,7 +249,9 @@ class ConnectionPool:
         self._max_answer_bytes = max_answer_bytes
         self._slots = asyncio.Semaphore(limit)
         self._idle: deque[_Connection] = deque()  # the most recently used on the right
+        self._busy: set[_Connection] = set()  # in an exchange
         self._expiry: asyncio.TimerHandle | None = None
+        self._closed = False
 
     async def request(
         self, method: str, target: str, body: bytes, headers: Mapping[str, str], *, timeout: float
@@ -231,9 +264,12 @@ class ConnectionPool:
         async with asyncio.timeout(timeout), self._slots:
             retry = method in IDEMPOTENT_METHODS
             while True:
+                if self._closed:
+                    raise PoolClosed("the connection pool is closed")
                 connection = self._take() or await self._connect()
+                self._busy.add(connection)
                 try:
-                    answer = await connection.exchange(request)
+                    answer = await connection.exchange(request, head_only=method == "HEAD")
                 except Disconnected:
                     if not retry:
                         raise
@@ -242,15 +278,21 @@ class ConnectionPool:
                 except BaseException:  # a timeout or cancellation included: the answer is half read
                     connection.close()
                     raise
+                finally:
+                    self._busy.discard(connection)
                 self._give_back(connection)
                 return answer
 
     async def close(self) -> None:
+        """Close every connection, those in an exchange too: their requests fail with PoolClosed."""
+        self._closed = True
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
         while self._idle:
             self._idle.pop().close()
+        for connection in list(self._busy):
+            connection.fail(PoolClosed("the connection pool was closed before the answer came"))
 
     def _encode(self, method: str, target: str, body: bytes, headers: Mapping[str, str]) -> bytes:
         lines = [f"{method} {target} HTTP/1.1\r\n", self._host_line]
@@ -286,10 +328,13 @@ class ConnectionPool:
             raise  # an OSError too, but answered as a timeout (504), as aiohttp's client's was
         except OSError as exc:
             raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+        if self._closed:  # while it connected
+            connection.close()
+            raise PoolClosed("the connection pool is closed")
         return connection
 
     def _give_back(self, connection: _Connection) -> None:
-        if not connection.reusable or connection.transport is None:
+        if not connection.reusable or connection.transport is None or self._closed:
             connection.close()
             return
         loop = asyncio.get_running_loop()
