@@ -157,15 +157,15 @@ class Seen:
 class Scripted:
     """Each request is answered with what `reply(seen)` returns: bytes to send, or None to close unanswered.
 
-    `after` each answer the connection is kept open ("keep"), closed ("close") or reset ("reset"); `at_accept`
-    is sent as soon as a connection is accepted, before any request (None: the connection is closed at once).
+    `after` each answer the connection is kept open ("keep"), closed ("close") or reset ("reset"); with
+    `closes_at_accept`, each connection is closed as soon as it is accepted.
     """
 
     reply: Callable[[Seen], bytes | None]
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
     after: str = "keep"
-    at_accept: bytes | None = b""
+    closes_at_accept: bool = False
 
 
 def _read_request(conn: socket.socket, buffer: bytearray) -> tuple[bytes, bytes] | None:
@@ -196,9 +196,8 @@ def scripted() -> Iterator[Callable[[Callable[[Seen], bytes | None]], Scripted]]
     def serve(conn: socket.socket, index: int) -> None:
         buffer = bytearray()
         with conn:
-            if server.at_accept is None:
+            if server.closes_at_accept:
                 return
-            conn.sendall(server.at_accept)
             while (request := _read_request(conn, buffer)) is not None:
                 seen = Seen(index, *request)
                 server.seen.append(seen)

@@ -42,7 +42,7 @@ class Script(NamedTuple):
 
     reply: bytes | None  # the answer to each request; None: the connection is closed unanswered
     after: str = "keep"  # then "keep" the connection open, "close" it, or "reset" it
-    at_accept: bytes | None = b""  # sent before any request; None: each connection is closed at once
+    closes_at_accept: bool = False  # each connection closed before any request
     method: str = "GET"
 
 
@@ -96,7 +96,7 @@ SCRIPTS: dict[str, Script] = {
     "cut-short-then-silent": Script(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
     "head-cut-then-closed": Script(b"HTTP/1.1 200 OK\r\nContent-Le", "close"),
     "closed-unanswered": Script(None),
-    "closed-at-accept": Script(OK, at_accept=None),
+    "closed-at-accept": Script(OK, closes_at_accept=True),
     # HEAD: the answer ends with its head, whatever length it names.
     "head-naming-a-length": Script(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n", method="HEAD"),
     "head-naming-chunked": Script(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", method="HEAD"),
@@ -188,7 +188,7 @@ def _failure(exc: BaseException) -> tuple[str]:
 def _both(scripted, run, script: str, method: str | None = None, body: bytes = b""):
     steps = SCRIPTS[script]
     server = scripted(lambda _: steps.reply)
-    server.after, server.at_accept = steps.after, steps.at_accept
+    server.after, server.closes_at_accept = steps.after, steps.closes_at_accept
     ours = run(_with_pool(server.url, method or steps.method, body))
     ours_seen = list(server.seen)
     server.seen.clear()
@@ -329,7 +329,7 @@ def _fed(script: Script, pieces: list[bytes]) -> tuple[object, ...]:
     return asyncio.run(exchange())
 
 
-FED = sorted(name for name, script in SCRIPTS.items() if script.reply and script.at_accept == b"")
+FED = sorted(name for name, script in SCRIPTS.items() if script.reply and not script.closes_at_accept)
 
 
 @pytest.mark.parametrize("script", FED)
