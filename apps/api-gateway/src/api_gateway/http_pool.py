@@ -13,7 +13,9 @@ to EOF where no length is given; an idempotent request sent once more when
 its connection closes before the answer's head (RFC 9112, 9.3.1); a HEAD
 answer ended by its head, whatever length it names; and the
 three leniencies its parser allows an answer (a bare LF for CRLF, obs-fold
-and other odd header values, spaces after a chunk size).
+and other odd header values, spaces after a chunk size). Where it is
+stricter (a 101 or a status below 100, a coding other than chunked, a head
+over 64 KiB, an RST ending a body read to EOF), the tests list why.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ from multidict import CIMultiDict
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # Methods whose empty body goes without a Content-Length, as aiohttp's client sends them.
 BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-# aiohttp's client's limits for one header line, and for the number of headers.
+# aiohttp's client's limits for one header line (and the reason phrase), and for the number of headers.
 MAX_FIELD_BYTES = 8190
 MAX_HEADERS = 128
-# Everything but the body (status line, headers, chunk sizes, trailers): httptools holds a header whole
-# before it calls back, so the bytes fed are counted here instead.
-MAX_FRAMING_BYTES = 64 * 1024
+# The reason phrase and the names and values of the head's fields, or of the trailers'. httptools holds
+# a field whole before it calls back, so bytes fed with no callback coming are held to it too.
+MAX_HEAD_BYTES = 64 * 1024
 # A header name (RFC 9110, 5.1). lenient_headers lets llhttp take "Content-Length :" as a length and hand the
 # name over with its space, which would slip past this client's own checks of the framing headers.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -87,7 +89,10 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[str, str]] = []
         self._body: list[bytes] = []
         self._size = 0  # body bytes
-        self._fed = 0  # bytes fed to the parser, the body's included
+        self._part_bytes = 0  # of the head (or the trailers) read so far
+        self._fields = 0  # in the head (or the trailers) read so far
+        self._callbacks = 0  # from the parser: a count that moves while the parser holds nothing back
+        self._stalled = 0  # bytes fed since a callback last came
         self._in_head = True
         self._head_done = False  # the final (not informational) answer's head has come
         self._to_eof = False  # its body ends when the connection does
@@ -131,7 +136,7 @@ class _Connection(asyncio.Protocol):
         if answer is None or answer.done() or self._complete:  # bytes no request asked for
             self.close()
             return
-        self._fed += len(data)
+        callbacks = self._callbacks
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError:  # _HeadAnswered included: the answer is done, the connection too
@@ -141,9 +146,10 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.fail(UpstreamError(f"malformed answer: {exc}"))
         else:
-            # Checked once the body in `data` is counted: what is not body is the head and the framing.
-            if self._fed - self._size > MAX_FRAMING_BYTES and not self._complete:
-                self.fail(UpstreamError("the answer's head or framing is larger than allowed"))
+            # A field that never ends: what httptools holds of it is at most this and one read more.
+            self._stalled = self._stalled + len(data) if callbacks == self._callbacks else 0
+            if self._stalled > MAX_HEAD_BYTES:
+                self.fail(UpstreamError("an answer's header larger than allowed"))
 
     def eof_received(self) -> None:
         if self._to_eof and not self._complete:
@@ -162,18 +168,35 @@ class _Connection(asyncio.Protocol):
     # -- httptools' callbacks --------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._callbacks += 1
         if self._complete:  # a second answer to one request
             self._error = UpstreamError("more than one answer to one request")
             raise self._error
         self._headers = []
         self._in_head = True
+        self._part_bytes = self._fields = 0
+
+    def on_status(self, reason: bytes) -> None:  # the reason phrase, in as many pieces as it came in
+        self._callbacks += 1
+        self._part_bytes += len(reason)
+        if self._part_bytes > MAX_FIELD_BYTES:
+            self._error = UpstreamError("the answer's reason phrase is larger than allowed")
+            raise self._error
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:
-            return  # a chunked answer's trailer: not a header
-        if len(name) > MAX_FIELD_BYTES or len(value) > MAX_FIELD_BYTES or len(self._headers) >= MAX_HEADERS:
-            self._error = UpstreamError("the answer's head is larger than allowed")
+        self._callbacks += 1
+        self._fields += 1
+        self._part_bytes += len(name) + len(value)
+        if (
+            len(name) > MAX_FIELD_BYTES
+            or len(value) > MAX_FIELD_BYTES
+            or self._fields > MAX_HEADERS
+            or self._part_bytes > MAX_HEAD_BYTES
+        ):
+            self._error = UpstreamError("the answer's head or trailers are larger than allowed")
             raise self._error
+        if not self._in_head:
+            return  # a chunked answer's trailer: counted, not a header
         if not _TOKEN.fullmatch(name) or b"\0" in value:  # a NUL, as aiohttp's client (RFC 9110, 5.5)
             self._error = UpstreamError("a header name that is not a token, or a NUL in a value")
             raise self._error
@@ -182,8 +205,13 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
+        self._callbacks += 1
         self._in_head = False
+        self._part_bytes = self._fields = 0  # the trailers', from here
         status = self._parser.get_status_code()
+        if status < 100:  # llhttp takes any three digits; RFC 9110 (15) none below 100
+            self._error = UpstreamError(f"an answer with the status {status}")
+            raise self._error
         if status < 200:
             return  # informational: the answer comes after it
         self._head_done = True
@@ -197,18 +225,28 @@ class _Connection(asyncio.Protocol):
         if declared is not None and not bodiless and declared.isdigit() and int(declared) > self._max_answer_bytes:
             self._error = AnswerTooLarge()
             raise self._error
-        codings = ",".join(headers.getall("Transfer-Encoding", ())).lower().split(",")
-        chunked = codings[-1].strip() == "chunked"
-        self._to_eof = declared is None and not chunked and not bodiless
+        codings = headers.getall("Transfer-Encoding", ())
+        # Only chunked, which llhttp decodes: a body in any other coding would be passed on still coded.
+        if codings and ",".join(codings).strip(" \t").lower() != "chunked":
+            self._error = UpstreamError("an answer in a transfer coding other than chunked")
+            raise self._error
+        self._to_eof = declared is None and not codings and not bodiless
 
     def on_body(self, body: bytes) -> None:
+        self._callbacks += 1
+        if not self._head_done:
+            return  # an informational answer's (llhttp reads one where a 1xx names a length): not the answer's
         self._size += len(body)
         if self._size > self._max_answer_bytes:
             self._error = AnswerTooLarge()
             raise self._error
         self._body.append(body)
 
+    def on_chunk_header(self) -> None:  # a chunk's size line has been read; the parser holds nothing of it
+        self._callbacks += 1
+
     def on_message_complete(self) -> None:
+        self._callbacks += 1
         if self._head_done:
             self._finish()
 
