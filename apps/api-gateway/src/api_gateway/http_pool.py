@@ -91,7 +91,7 @@ class _Connection(asyncio.Protocol):
         self._size = 0  # body bytes
         self._part_bytes = 0  # of the head (or the trailers) read so far
         self._fields = 0  # in the head (or the trailers) read so far
-        self._callbacks = 0  # from the parser: a count that moves while the parser holds nothing back
+        self._callbacks = 0  # from the parser, so far: while none comes, it may be holding a field back
         self._stalled = 0  # bytes fed since a callback last came
         self._in_head = True
         self._head_done = False  # the final (not informational) answer's head has come
