@@ -110,15 +110,15 @@ SCRIPTS: dict[str, Script] = {
 }
 
 
-def _pool(url: str, max_answer_bytes: int = LIMIT) -> ConnectionPool:
+def _pool(url: str, max_answer_bytes: int = LIMIT, limit: int = 4, connect_timeout: float = 1) -> ConnectionPool:
     target = URL(url)
     return ConnectionPool(
         target.host,
         target.port,
         host_header=target.host_port_subcomponent,
-        limit=4,
+        limit=limit,
         idle_seconds=15,
-        connect_timeout=1,
+        connect_timeout=connect_timeout,
         max_answer_bytes=max_answer_bytes,
     )
 
@@ -398,8 +398,7 @@ def test_a_request_timed_out_mid_answer_frees_its_slot_and_its_connection_is_not
     server = scripted(lambda seen: cut_short if seen.connection == 0 else OK)
 
     async def main() -> tuple[object, Any]:
-        pool = ConnectionPool("127.0.0.1", URL(server.url).port, host_header="x", limit=1, idle_seconds=15,
-                              connect_timeout=1, max_answer_bytes=LIMIT)  # fmt: skip
+        pool = _pool(server.url, limit=1)
         try:
             await pool.request("GET", "/", b"", {}, timeout=0.2)
         except TimeoutError as exc:
@@ -418,8 +417,7 @@ def test_a_request_cancelled_while_it_waits_for_a_slot_takes_none(scripted, run)
     server = scripted(lambda _: time.sleep(0.3) or OK)
 
     async def main() -> list[object]:
-        pool = _pool(server.url)
-        pool._slots = asyncio.Semaphore(1)
+        pool = _pool(server.url, limit=1)
         holder = asyncio.create_task(pool.request("GET", "/", b"", {}, timeout=2))
         await asyncio.sleep(0.05)
         waiter = asyncio.create_task(pool.request("GET", "/", b"", {}, timeout=2))
@@ -437,8 +435,7 @@ def test_a_request_cancelled_while_it_waits_for_a_slot_takes_none(scripted, run)
 @pytest.mark.parametrize(("connect_timeout", "timeout"), [(0.2, 5.0), (5.0, 0.2)], ids=["connect", "whole"])
 def test_a_connection_never_made_times_out(unaccepting_upstream, run, connect_timeout, timeout) -> None:
     async def main() -> None:
-        pool = ConnectionPool("127.0.0.1", URL(unaccepting_upstream).port, host_header="x", limit=1,
-                              idle_seconds=15, connect_timeout=connect_timeout, max_answer_bytes=LIMIT)  # fmt: skip
+        pool = _pool(unaccepting_upstream, limit=1, connect_timeout=connect_timeout)
         try:
             await pool.request("GET", "/", b"", {}, timeout=timeout)
         finally:

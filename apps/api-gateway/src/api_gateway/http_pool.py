@@ -80,12 +80,12 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0
         self._answer: asyncio.Future[Answer] | None = None
-        self._head_only = False  # the request was a HEAD
         # Bytes or EOF may come before the first exchange (a server that speaks first, or closes at once).
         self._start_answer()
 
-    def _start_answer(self) -> None:
-        """What is known of the next answer: nothing yet."""
+    def _start_answer(self, head_only: bool = False) -> None:
+        """What is known of the next answer: nothing yet, but whether it answers a HEAD."""
+        self._head_only = head_only
         self._headers: list[tuple[str, str]] = []
         self._body: list[bytes] = []
         self._size = 0  # body bytes
@@ -107,9 +107,8 @@ class _Connection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             answer.set_exception(Disconnected("the connection closed before the request was sent"))
             return answer
-        self._start_answer()
+        self._start_answer(head_only)
         self._answer = answer
-        self._head_only = head_only
         self.transport.write(request)
         return answer
 
